@@ -1,0 +1,29 @@
+# The two commands of the README. Both create .venv and install pruneopt with its pinned
+# constraints first (once: the stamp file is rebuilt only when the pins or pyproject change).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := torch,scip,dask,test
+REPORT_DIR ?= pruneopt-report
+
+.PHONY: report test install bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/pruneopt report --out $(REPORT_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/joint_scale.py --json
+
+clean:
+	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache .hypothesis

@@ -1,0 +1,4 @@
+"""pruneopt.models — PyTorch networks, cost extraction, quadratic models, pruning pipelines.
+
+The only subpackage that imports torch (the ``[torch]`` extra).
+"""

@@ -1,0 +1,3 @@
+from pruneopt.cli import main
+
+raise SystemExit(main())

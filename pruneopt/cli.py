@@ -1,0 +1,246 @@
+"""The ``pruneopt`` command line.
+
+    pruneopt solve FILE --solver NAME [--time-limit S] [--json] [--save-solution OUT.npz]
+    pruneopt crosscheck FILE --solvers a,b,c [--time-limit S] [--json | --csv OUT]
+    pruneopt generate joint --layers L --items P [--dist NAME] [--shape NAME] --seed S --out FILE
+    pruneopt export FILE --format lp|mps --out F
+    pruneopt solvers [FILE]
+    pruneopt report [--out DIR] [--quick]
+
+Bad input (a malformed file, an unknown solver, a budget out of range) prints one line
+``pruneopt: error: <field>: <what is wrong>`` on stderr and exits with code 2, writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+
+class InputError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def _fail(msg: str) -> int:
+    print(f"pruneopt: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _load(path: str):
+    from pruneopt.formulations import load_problem
+
+    return load_problem(path)
+
+
+def _parse_options(pairs: list[str] | None) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise InputError(f"--option: expected KEY=VALUE, got '{pair}'")
+        key, val = pair.split("=", 1)
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def _result_line(r) -> str:
+    used = ", ".join(f"{k} {v:.6g}/{r.limits.get(k, math.nan):.6g}" for k, v in r.usage.items())
+    return (f"{r.solver}: {r.status}{' (proven)' if r.proven_optimal else ''}  "
+            f"objective {r.objective:.12g}  bound {r.bound:.12g}  gap {r.gap:.3g}  "
+            f"{r.seconds:.3f}s  [{used}]")
+
+
+# --------------------------------------------------------------------------------- commands
+def cmd_solve(args) -> int:
+    from pruneopt.solvers import solve
+
+    problem = _load(args.file)
+    result = solve(problem, args.solver, time_limit=args.time_limit,
+                   **_parse_options(args.option))
+    if args.save_solution:
+        if result.x is None:
+            raise InputError(f"--save-solution: {args.solver} returned no selection "
+                             f"(status {result.status}); nothing written")
+        from pruneopt.formulations.common import save_npz_atomic
+
+        fields = {k: np.array(v) for k, v in result.summary().items()
+                  if isinstance(v, int | float | str | bool)}
+        save_npz_atomic(args.save_solution, {**fields, "x": result.x.astype(np.uint8)})
+    if args.json:
+        print(result.to_json())
+    else:
+        print(_result_line(result))
+        if result.message:
+            print(f"  {result.message}")
+    return 0 if result.status != "error" else 1
+
+
+def cmd_crosscheck(args) -> int:
+    from pruneopt.solvers.crosscheck import any_flag, crosscheck
+
+    problem = _load(args.file)
+    names = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    if not names:
+        raise InputError("--solvers: give at least one solver name")
+    df = crosscheck(problem, names, time_limit=args.time_limit)
+    if args.csv:
+        tmp = args.csv + ".tmp"
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, args.csv)
+    if args.json:
+        print(json.dumps({"rows": json.loads(df.to_json(orient="records")),
+                          "best_feasible": df.attrs["best_feasible"],
+                          "best_bound": df.attrs["best_bound"],
+                          "flagged": any_flag(df)}))
+    elif not args.csv:
+        with_cols = ["solver", "status", "proven_optimal", "objective", "bound", "gap",
+                     "gap_to_best_bound", "seconds", "verdict"]
+        print(df[with_cols].to_string(index=False))
+    return 3 if any_flag(df) else 0
+
+
+def cmd_generate(args) -> int:
+    from pruneopt.formulations.generate import generate_joint
+
+    problem = generate_joint(layers=args.layers, items=args.items, dist=args.dist,
+                             shape=args.shape, keep_nnz=args.keep_nnz,
+                             keep_flops=args.keep_flops, seed=args.seed)
+    problem.save(args.out)
+    print(f"wrote {args.out}: {problem!r}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    problem = _load(args.file)
+    model = problem.to_pyomo()
+    directory = os.path.dirname(os.path.abspath(args.out))
+    fd, tmp = tempfile.mkstemp(suffix=f".{args.format}", dir=directory)
+    os.close(fd)
+    try:
+        model.write(tmp, format=args.format, io_options={"symbolic_solver_labels": True})
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"wrote {args.out} ({args.format})", file=sys.stderr)
+    return 0
+
+
+def cmd_solvers(args) -> int:
+    from pruneopt.solvers.registry import solver_specs
+
+    kind = _load(args.file) if args.file else "joint"
+    for spec in solver_specs(kind):
+        flag = "" if spec.available() else "  (not installed)"
+        tag = "exact" if spec.exact else "fast"
+        print(f"{spec.name:12s} {tag:5s} {spec.description}{flag}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pruneopt.reports.gap_report import build_report
+
+    paths = build_report(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    for key, path in paths.items():
+        print(f"{key}: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------- parser
+def _positive_float(text: str) -> float:
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (val > 0 and math.isfinite(val)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return val
+
+
+def _fraction(text: str) -> float:
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= val <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text!r}")
+    return val
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pruneopt.formulations.generate import DISTRIBUTIONS, SHAPES
+
+    parser = argparse.ArgumentParser(prog="pruneopt", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("solve", help="solve one instance with one solver")
+    p.add_argument("file")
+    p.add_argument("--solver", required=True)
+    p.add_argument("--time-limit", type=_positive_float, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save-solution", metavar="OUT.npz")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="solver option (repeatable), e.g. --option fixing=false")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("crosscheck", help="several solvers side by side, with verdicts")
+    p.add_argument("file")
+    p.add_argument("--solvers", required=True, help="comma-separated solver names")
+    p.add_argument("--time-limit", type=_positive_float, default=None)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", metavar="OUT")
+    p.set_defaults(func=cmd_crosscheck)
+
+    p = sub.add_parser("generate", help="write a random instance")
+    p.add_argument("formulation", choices=["joint"])
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--items", type=int, default=1000)
+    p.add_argument("--dist", choices=DISTRIBUTIONS, default="kaiming")
+    p.add_argument("--shape", choices=SHAPES, default="random")
+    p.add_argument("--keep-nnz", type=_fraction, default=0.5)
+    p.add_argument("--keep-flops", type=_fraction, default=0.4)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="write the declared model as LP or MPS")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["lp", "mps"], required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("solvers", help="list the solvers of a formulation")
+    p.add_argument("file", nargs="?")
+    p.set_defaults(func=cmd_solvers)
+
+    p = sub.add_parser("report", help="the main job: an optimality-gap report")
+    p.add_argument("--out", default="pruneopt-report")
+    p.add_argument("--quick", action="store_true", help="a one-minute version")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, ValueError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

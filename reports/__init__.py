@@ -1,0 +1,1 @@
+"""pruneopt.reports — optimality-gap tables, plots, Markdown and HTML reports."""

@@ -1,0 +1,138 @@
+"""Registration of every solver of the joint formulation (imported lazily by the registry).
+
+| name          | kind      | what it is                                                         |
+|---------------|-----------|--------------------------------------------------------------------|
+| pyomo-highs   | exact     | the readable Pyomo model, HiGHS at zero gap                          |
+| highs         | exact     | highspy from arrays (one passModel), reduced-cost fixing, zero gap   |
+| cpsat         | exact     | OR-Tools CP-SAT on integerised scores, bound corrected for rounding   |
+| pyomo-scip    | exact     | SCIP through Pyomo (``pip install pruneopt[scip]``)                  |
+| falcon        | fast      | FALCON's LP-dual algorithm; certified bound                          |
+| magnitude     | heuristic | top-K by score, cut back to meet the FLOP budget                     |
+| ratio         | heuristic | by score per MAC, longest prefix meeting both budgets                |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pruneopt.formulations.joint import JointBudgetProblem
+from pruneopt.solvers.registry import SolverSpec, register
+from pruneopt.solvers.result import finalize
+
+JOINT = JointBudgetProblem.kind
+ZERO_GAP = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
+
+
+def _numpy_version() -> str:
+    return np.__version__
+
+
+# ------------------------------------------------------------------------------- exact backends
+def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=0,
+               score_scale=None):
+    from pruneopt.solvers import pyomo_runner
+    from pruneopt.solvers.scaling import integer_cost_divisor, threshold_score_scale
+
+    sigma = float(score_scale) if score_scale is not None else threshold_score_scale(problem)
+    unit = integer_cost_divisor(problem.flop_cost)
+    model = problem.to_pyomo(score_scale=sigma, cost_unit=unit)
+    if backend == "highs":
+        from pruneopt.solvers.highs_arrays import highs_version
+
+        raw = pyomo_runner.run_pyomo_highs(model, problem.num_items, score_scale=sigma,
+                                           time_limit=time_limit, threads=threads, seed=seed)
+        name, version = "pyomo-highs", f"pyomo {pyomo_runner.pyomo_version()}, highs {highs_version()}"
+        opts = {**ZERO_GAP, "score_scale": sigma, "cost_unit": unit, "threads": threads,
+                "seed": seed, "time_limit": time_limit}
+    else:
+        raw = pyomo_runner.run_pyomo_scip(model, problem.num_items, score_scale=sigma,
+                                          time_limit=time_limit, seed=seed)
+        name = "pyomo-scip"
+        version = f"pyomo {pyomo_runner.pyomo_version()}, pyscipopt {pyomo_runner.scip_version()}"
+        opts = {**pyomo_runner.SCIP_EXACT_OPTIONS, "score_scale": sigma, "cost_unit": unit,
+                "seed": seed, "time_limit": time_limit}
+    return finalize(problem, solver=name, x=raw["x"], bound=raw["bound"],
+                    backend_status=raw["status"], backend=name, backend_version=version,
+                    options=opts, message=raw["message"])
+
+
+def _run_pyomo_highs(problem, *, time_limit=None, threads=None, seed=0, score_scale=None):
+    return _run_pyomo(problem, time_limit=time_limit, backend="highs", threads=threads, seed=seed,
+                      score_scale=score_scale)
+
+
+def _run_pyomo_scip(problem, *, time_limit=None, seed=0, score_scale=None):
+    return _run_pyomo(problem, time_limit=time_limit, backend="scip", seed=seed,
+                      score_scale=score_scale)
+
+
+def _run_highs(problem, *, time_limit=None, fixing=True, threads=None, seed=0, score_scale=None):
+    from pruneopt.solvers.highs_arrays import highs_joint, highs_version
+
+    x, bound, status, info = highs_joint(problem, time_limit=time_limit, fixing=bool(fixing),
+                                         threads=threads, seed=seed, score_scale=score_scale)
+    opts = {**ZERO_GAP, "fixing": bool(fixing), "threads": threads, "seed": seed,
+            "score_scale": info["score_scale"], "cost_unit": info["cost_unit"],
+            "time_limit": time_limit}
+    msg = (f"core of {info['core_items']} of {info['items']} items after reduced-cost fixing; "
+           f"HiGHS: {info['highs_status']}, {info['nodes']} nodes")
+    return finalize(problem, solver="highs", x=x, bound=bound, backend_status=status,
+                    backend="highspy", backend_version=highs_version(), options=opts,
+                    message=msg, info=info)
+
+
+def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
+    from pruneopt.solvers.cpsat_runner import ortools_version, run_cpsat
+
+    raw = run_cpsat(problem, time_limit=time_limit, workers=workers, seed=seed,
+                    score_scale=score_scale)
+    info = raw["info"]
+    opts = {"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0, "seed": seed,
+            "num_workers": info["workers"], "score_scale": info["score_scale"],
+            "cost_unit": info["cost_unit"], "time_limit": time_limit}
+    return finalize(problem, solver="cpsat", x=raw["x"], bound=raw["bound"],
+                    backend_status=raw["status"], backend="ortools-cpsat",
+                    backend_version=ortools_version(), options=opts, message=raw["message"],
+                    info=info)
+
+
+# ------------------------------------------------------------------------------- fast algorithms
+def _fast(name: str, select, message: str):
+    def run(problem, *, time_limit=None):
+        x, bound, info = select(problem)
+        return finalize(problem, solver=name, x=x, bound=bound, backend_status="feasible",
+                        backend="numpy", backend_version=_numpy_version(),
+                        options={"time_limit": time_limit}, message=message, info=info)
+
+    return run
+
+
+def _register_all() -> None:
+    from pruneopt.solvers.fast.falcon import falcon_select
+    from pruneopt.solvers.fast.greedy import magnitude_select, ratio_select
+    from pruneopt.solvers.pyomo_runner import scip_available
+
+    register(SolverSpec("pyomo-highs", JOINT, _run_pyomo_highs, exact=True,
+                        description="Pyomo model, HiGHS at zero gap",
+                        options=("threads", "seed", "score_scale")))
+    register(SolverSpec("highs", JOINT, _run_highs, exact=True,
+                        description="highspy from arrays, reduced-cost fixing, zero gap",
+                        options=("fixing", "threads", "seed", "score_scale")))
+    register(SolverSpec("cpsat", JOINT, _run_cpsat, exact=True,
+                        description="OR-Tools CP-SAT on integerised scores, zero gap",
+                        options=("workers", "seed", "score_scale")))
+    register(SolverSpec("pyomo-scip", JOINT, _run_pyomo_scip, exact=True,
+                        description="SCIP through Pyomo; needs the [scip] extra (pyscipopt)",
+                        available=scip_available, options=("seed", "score_scale")))
+    register(SolverSpec("falcon", JOINT, _fast("falcon", falcon_select,
+                        "LP dual bound, rounded selection"), exact=False,
+                        description="FALCON: exact LP dual, rounding meeting both budgets"))
+    register(SolverSpec("magnitude", JOINT, _fast("magnitude", magnitude_select,
+                        "heuristic; bound from single-row LP relaxations"), exact=False,
+                        description="top-K scores, cut back to meet the FLOP budget"))
+    register(SolverSpec("ratio", JOINT, _fast("ratio", ratio_select,
+                        "heuristic; bound from single-row LP relaxations"), exact=False,
+                        description="score per MAC order, longest prefix meeting both budgets"))
+
+
+_register_all()

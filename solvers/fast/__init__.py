@@ -1,0 +1,1 @@
+"""Purpose-built algorithms in vectorised numpy (no Python loop over items)."""

@@ -1,0 +1,165 @@
+"""HiGHS through highspy, built from arrays in one ``passModel`` (no modelling layer).
+
+The model is the per-item ILP of :mod:`pruneopt.formulations.joint`, over the items of each layer
+in decreasing score order (a permutation within layers, so the same program):
+
+    maximize σ Σ s_i x_i   s.t.   Σ x_i ≤ K',   Σ (c_g / u) x_i ≤ F' / u,   x ∈ {0,1}
+
+HiGHS runs at zero relative and absolute gap. Two measured facts shape the call:
+
+* On 1e5 binaries HiGHS 1.13.1 does not finish even the root LP of this two-row model within
+  60 s (its dual simplex slows down superlinearly with the number of boxed columns). So by
+  default (``fixing=True``) the items that reduced-cost fixing settles (see
+  :mod:`pruneopt.solvers.reduced_cost`, against the exact LP dual and FALCON's selection) are
+  fixed before the model is built; K' and F' are what they leave, and HiGHS proves the core.
+  Every solution better than the incumbent respects the fixings, so the optimum is
+  max(incumbent, fixed part + core optimum). ``fixing=False`` passes the whole model.
+* Scores are scaled to order one around the LP threshold and integer costs divided by their gcd
+  (:mod:`pruneopt.solvers.scaling`).
+
+HiGHS may pick a non-prefix set inside a layer (ties, or an equally good choice); its per-layer
+counts are turned back into the best prefix, which is never worse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pruneopt.solvers.fast.falcon import greedy_fill
+from pruneopt.solvers.fast.lagrangian import solve_dual
+from pruneopt.solvers.fast.sorted_layers import SortedLayers
+from pruneopt.solvers.reduced_cost import fixing_windows, full_windows
+from pruneopt.solvers.scaling import integer_cost_divisor
+
+
+def highs_version() -> str:
+    import highspy
+
+    return str(highspy.Highs().version())
+
+
+def _status_word(model_status, has_solution: bool) -> str:
+    import highspy
+
+    s = highspy.HighsModelStatus
+    if model_status == s.kOptimal:
+        return "optimal"
+    if model_status == s.kInfeasible:
+        return "infeasible"
+    if model_status in (s.kTimeLimit, s.kIterationLimit, s.kInterrupt, s.kSolutionLimit):
+        return "time_limit"
+    return "feasible" if has_solution else "error"
+
+
+def solve_core(values: list[np.ndarray], costs: np.ndarray, K: int, F: float, *, score_scale: float,
+               cost_unit: float, time_limit: float | None, threads: int | None,
+               seed: int) -> dict:
+    """Solve max Σ σ v x over per-layer item lists ``values`` with HiGHS at zero gap.
+
+    Returns a dict with ``counts`` (items kept per layer, or None), ``bound`` (on Σ v x, unscaled),
+    ``status`` (a finalize status word), ``nodes`` and ``message``.
+    """
+    import highspy
+
+    sizes = np.array([v.size for v in values], dtype=np.int64)
+    n = int(sizes.sum())
+    if n == 0:
+        return {"counts": np.zeros(len(values), dtype=np.int64), "bound": 0.0, "status": "optimal",
+                "nodes": 0, "message": "empty core"}
+    obj = np.concatenate(values) * score_scale
+    col_cost = np.repeat(costs / cost_unit, sizes)
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n
+    lp.num_row_ = 2
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = obj
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.ones(n)
+    lp.row_lower_ = np.full(2, -highspy.kHighsInf)
+    lp.row_upper_ = np.array([float(K), F / cost_unit])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.arange(0, 2 * n + 1, 2, dtype=np.int32)
+    lp.a_matrix_.index_ = np.tile(np.array([0, 1], dtype=np.int32), n)
+    coef = np.empty(2 * n)
+    coef[0::2] = 1.0
+    coef[1::2] = col_cost
+    lp.a_matrix_.value_ = coef
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_abs_gap", 0.0)
+    h.setOptionValue("random_seed", int(seed))
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
+    if threads is not None:
+        h.setOptionValue("threads", int(threads))
+    h.run()
+    info = h.getInfo()
+    has_solution = info.primal_solution_status == 2
+    status = _status_word(h.getModelStatus(), has_solution)
+    counts = None
+    if has_solution:
+        col = np.asarray(h.getSolution().col_value) > 0.5
+        csum = np.concatenate(([0], np.cumsum(col, dtype=np.int64)))
+        ptr = np.concatenate(([0], np.cumsum(sizes)))
+        counts = csum[ptr[1:]] - csum[ptr[:-1]]
+    raw_bound = info.mip_dual_bound
+    bound = raw_bound / score_scale if math.isfinite(raw_bound) else math.inf
+    return {"counts": counts, "bound": bound, "status": status,
+            "nodes": int(info.mip_node_count),
+            "message": h.modelStatusToString(h.getModelStatus())}
+
+
+def highs_joint(problem, *, time_limit=None, fixing=True, threads=None, seed=0, score_scale=None):
+    """Solve the joint ILP with HiGHS at zero gap; returns (x, bound, status, info)."""
+    layers = SortedLayers(problem.scores, problem.group_ptr, problem.flop_cost)
+    K, F = problem.nnz_budget, problem.flop_budget
+    dual = solve_dual(layers, K, F)
+    k_inc = greedy_fill(layers, dual.counts, dual.lam, K, F)
+    z_inc = float(np.sum(layers.prefix(k_inc)))
+    win = (fixing_windows(layers, dual.lam, dual.omega, K, F, z_inc) if fixing
+           else full_windows(layers))
+    fixed_value = float(np.sum(layers.prefix(win.lo)))
+    K_core = K - int(win.lo.sum())
+    F_core = F - float(win.lo @ layers.cost)
+    values = [-layers.neg[a + lo:a + hi] for a, lo, hi in
+              zip(layers.start.tolist(), win.lo.tolist(), win.hi.tolist())]
+
+    thr = dual.lam * layers.cost + dual.omega
+    contested = thr[(win.hi > win.lo) & (thr > 0)]
+    sigma = float(score_scale) if score_scale is not None else (
+        1.0 / float(np.median(contested)) if contested.size else
+        1.0 / max(float(layers.top.max(initial=0.0)), 1e-300))
+    unit = integer_cost_divisor(layers.cost)
+    if K_core < 0 or F_core < -1e-9 * max(1.0, F):
+        core = {"counts": None, "bound": -math.inf, "status": "infeasible", "nodes": 0,
+                "message": "the fixed items alone exceed a budget"}
+    else:
+        core = solve_core(values, layers.cost, K_core, max(F_core, 0.0), score_scale=sigma,
+                          cost_unit=unit, time_limit=time_limit, threads=threads, seed=seed)
+    status = core["status"]
+    if status == "infeasible":
+        # No selection respects the fixings, so none beats the incumbent: it is optimal.
+        status, core["bound"] = "optimal", -math.inf
+
+    k_best, z_best = k_inc, z_inc
+    if core["counts"] is not None:
+        k_core = win.lo + core["counts"]
+        z_core = float(np.sum(layers.prefix(k_core)))
+        feasible = k_core.sum() <= K and float(k_core @ layers.cost) <= F * (1 + 1e-12)
+        if feasible and z_core > z_best:
+            k_best, z_best = k_core, z_core
+    # the optimum is max(incumbent, fixed part + core optimum), so this bounds it
+    bound = max(z_inc, fixed_value + core["bound"]) if fixing else core["bound"]
+    bound = min(bound, dual.bound) if math.isfinite(dual.bound) else bound
+    info = {"core_items": win.core_size, "fixed_to_one": int(win.lo.sum()),
+            "items": problem.num_items, "nodes": core["nodes"], "score_scale": sigma,
+            "cost_unit": unit, "highs_status": core["message"]}
+    x = layers.select(problem.scores, k_best)
+    return x, bound, status, info
