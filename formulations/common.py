@@ -52,6 +52,22 @@ def as_binary_vector(x, size: int) -> np.ndarray:
     return rounded.astype(bool)
 
 
+# Up to this many segments a Python loop of numpy calls over contiguous slices beats any
+# vectorised form (which needs a p-sized temporary); beyond it the vectorised form is used.
+LOOP_SEGMENTS = 20_000
+
+
+def segment_count(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """Number of True entries of a bool array in each segment ptr[g]:ptr[g+1] (int64[L])."""
+    L = ptr.size - 1
+    if L <= LOOP_SEGMENTS:
+        bounds = ptr.tolist()
+        return np.array([np.count_nonzero(x[bounds[g]:bounds[g + 1]]) for g in range(L)],
+                        dtype=np.int64).reshape(L)
+    csum = np.concatenate(([0], np.cumsum(x, dtype=np.int64)))
+    return csum[ptr[1:]] - csum[ptr[:-1]]
+
+
 def check_finite_nonnegative(arr: np.ndarray, name: str) -> None:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or inf")

@@ -34,6 +34,7 @@ from pruneopt.formulations.common import (
     load_npz_strict,
     read_scalar,
     save_npz_atomic,
+    segment_count,
 )
 
 FORMULATION = "joint"
@@ -124,8 +125,7 @@ class JointBudgetProblem:
 
     def group_counts(self, x: np.ndarray) -> np.ndarray:
         """Number of selected items in each layer (int64[L])."""
-        csum = np.concatenate(([0], np.cumsum(x, dtype=np.int64)))
-        return csum[self.group_ptr[1:]] - csum[self.group_ptr[:-1]]
+        return segment_count(np.asarray(x, dtype=bool), self.group_ptr)
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, x) -> Evaluation:
@@ -134,7 +134,7 @@ class JointBudgetProblem:
         counts = self.group_counts(xb)
         nnz = int(counts.sum())
         flops = float(counts @ self.flop_cost)
-        objective = float(np.sum(self.scores[xb]))
+        objective = float(np.sum(self.scores, where=xb))  # no copy of the kept scores
         return Evaluation(
             objective=objective,
             usage={"nnz": float(nnz), "flops": flops},

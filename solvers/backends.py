@@ -74,8 +74,9 @@ def _run_highs(problem, *, time_limit=None, fixing=True, threads=None, seed=0, s
     opts = {**ZERO_GAP, "fixing": bool(fixing), "threads": threads, "seed": seed,
             "score_scale": info["score_scale"], "cost_unit": info["cost_unit"],
             "time_limit": time_limit}
-    msg = (f"core of {info['core_items']} of {info['items']} items after reduced-cost fixing; "
-           f"HiGHS: {info['highs_status']}, {info['nodes']} nodes")
+    scope = (f"core of {info['core_items']} of {info['items']} items after reduced-cost fixing"
+             if fixing else f"all {info['items']} items (no fixing)")
+    msg = f"{scope}; HiGHS: {info['highs_status']}, {info['nodes']} nodes"
     return finalize(problem, solver="highs", x=x, bound=bound, backend_status=status,
                     backend="highspy", backend_version=highs_version(), options=opts,
                     message=msg, info=info)

@@ -17,6 +17,10 @@ HiGHS runs at zero relative and absolute gap. Two measured facts shape the call:
 * Scores are scaled to order one around the LP threshold and integer costs divided by their gcd
   (:mod:`pruneopt.solvers.scaling`).
 
+With a time limit, cores above ``GUARD_ITEMS`` items are solved in a worker process that is
+ended shortly after the limit (:mod:`pruneopt.solvers.deadline`); FALCON's selection and the LP
+bound are then returned with status ``time_limit``.
+
 HiGHS may pick a non-prefix set inside a layer (ties, or an equally good choice); its per-layer
 counts are turned back into the best prefix, which is never worse.
 """
@@ -27,11 +31,16 @@ import math
 
 import numpy as np
 
+from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
 from pruneopt.solvers.fast.falcon import greedy_fill
 from pruneopt.solvers.fast.lagrangian import solve_dual
 from pruneopt.solvers.fast.sorted_layers import SortedLayers
 from pruneopt.solvers.reduced_cost import fixing_windows, full_windows
 from pruneopt.solvers.scaling import integer_cost_divisor
+
+
+# Cores above this many items run in a guarded worker process when a time limit is set.
+GUARD_ITEMS = 50_000
 
 
 def highs_version() -> str:
@@ -141,8 +150,19 @@ def highs_joint(problem, *, time_limit=None, fixing=True, threads=None, seed=0, 
         core = {"counts": None, "bound": -math.inf, "status": "infeasible", "nodes": 0,
                 "message": "the fixed items alone exceed a budget"}
     else:
-        core = solve_core(values, layers.cost, K_core, max(F_core, 0.0), score_scale=sigma,
-                          cost_unit=unit, time_limit=time_limit, threads=threads, seed=seed)
+        kwargs = dict(values=values, costs=layers.cost, K=K_core, F=max(F_core, 0.0),
+                      score_scale=sigma, cost_unit=unit, time_limit=time_limit, threads=threads,
+                      seed=seed)
+        if time_limit is not None and win.core_size > GUARD_ITEMS:
+            # large models can overrun HiGHS's own time limit: guard it from outside
+            grace = max(5.0, 0.25 * time_limit)
+            try:
+                core = call_with_deadline(solve_core, kwargs, time_limit + grace)
+            except DeadlineExceeded as exc:
+                core = {"counts": None, "bound": math.inf, "status": "time_limit", "nodes": -1,
+                        "message": str(exc)}
+        else:
+            core = solve_core(**kwargs)
     status = core["status"]
     if status == "infeasible":
         # No selection respects the fixings, so none beats the incumbent: it is optimal.

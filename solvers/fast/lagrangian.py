@@ -50,21 +50,33 @@ def _omega_star(layers: SortedLayers, lam: float, K: int) -> tuple[float, np.nda
     if k0.sum() <= K:
         return 0.0, k0, 0
     lo, hi = 0.0, float(np.max(layers.top - shift))  # count(lo) > K, count(hi) = 0 ≤ K
+    # Illinois (modified regula falsi) on f(ω) = count(ω) − K − ½, a decreasing step function
+    # that is close to linear near its root for any smooth score distribution; halving the
+    # weight of an end that stays put twice keeps both ends moving.
+    f_lo, f_hi = float(k0.sum()) - K - 0.5, -K - 0.5
     k_hi = np.zeros_like(k0)
-    steps = 0
+    steps, side = 0, 0
     while True:
-        mid = 0.5 * (lo + hi)
+        mid = lo + (hi - lo) * (f_lo / (f_lo - f_hi))
         if not (lo < mid < hi):
-            break
+            mid = 0.5 * (lo + hi)
+            if not (lo < mid < hi):
+                break
         steps += 1
         k = layers.count_above(shift + mid)
-        total = k.sum()
+        total = int(k.sum())
         if total > K:
-            lo = mid
+            lo, f_lo = mid, total - K - 0.5
+            if side == 1:
+                f_hi *= 0.5
+            side = 1
         else:
-            hi, k_hi = mid, k
+            hi, f_hi, k_hi = mid, total - K - 0.5, k
             if total == K:
                 break  # D is flat in ω between the K-th and (K+1)-th largest a
+            if side == -1:
+                f_lo *= 0.5
+            side = -1
     return hi, k_hi, steps
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pruneopt.formulations.common import LOOP_SEGMENTS
+
 # Below this many layers, one np.searchsorted per layer is faster than the vectorised search.
-_LOOP_LAYERS = 48
+_LOOP_LAYERS = 128
 
 
 class SortedLayers:
@@ -91,9 +93,12 @@ class SortedLayers:
         k = np.asarray(k, dtype=np.int64)
         thr = self.score_at(k - 1)  # k_g-th largest score; -inf where k_g = 0 is handled below
         thr = np.where(k > 0, thr, np.inf)
-        item_thr = np.repeat(thr, self.size)
-        x = scores > item_thr
-        del item_thr
+        if self.L <= LOOP_SEGMENTS:
+            x = np.empty(scores.size, dtype=bool)
+            for g, (a, b) in enumerate(zip(self.ptr[:-1].tolist(), self.ptr[1:].tolist())):
+                np.greater(scores[a:b], thr[g], out=x[a:b])
+        else:
+            x = scores > np.repeat(thr, self.size)
         above = self.count_above(thr)
         short = np.flatnonzero(above < k)  # layers whose threshold score is tied
         for g in short.tolist():
