@@ -40,21 +40,24 @@ class DualSolution:
     omega_steps: int
 
 
-def _omega_star(layers: SortedLayers, lam: float, K: int) -> tuple[float, np.ndarray, int]:
-    """ω*(λ) (up to float resolution, from above) and the counts above λc + ω.
+def _omega_star(layers: SortedLayers, lam: float,
+                K: int) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """ω*(λ) (up to float resolution, from above) and the counts around the threshold λc + ω.
 
-    Returns (ω, k, steps) with Σ k ≤ K; D(λ, ω) with this ω is a valid dual value.
+    Returns (ω, k, k_tied, steps): k counts the items with a > ω (Σ k ≤ K), k_tied the items of
+    each layer tied at the threshold (a in (lo, ω] for the final bracket) of which K − Σ k belong
+    to a top-K set. D(λ, ω) with this ω is a valid dual value.
     """
     shift = lam * layers.cost
     k0 = layers.count_above(shift)
     if k0.sum() <= K:
-        return 0.0, k0, 0
+        return 0.0, k0, np.zeros_like(k0), 0
     lo, hi = 0.0, float(np.max(layers.top - shift))  # count(lo) > K, count(hi) = 0 ≤ K
     # Illinois (modified regula falsi) on f(ω) = count(ω) − K − ½, a decreasing step function
     # that is close to linear near its root for any smooth score distribution; halving the
     # weight of an end that stays put twice keeps both ends moving.
     f_lo, f_hi = float(k0.sum()) - K - 0.5, -K - 0.5
-    k_hi = np.zeros_like(k0)
+    k_hi, k_lo = np.zeros_like(k0), k0
     steps, side = 0, 0
     while True:
         mid = lo + (hi - lo) * (f_lo / (f_lo - f_hi))
@@ -66,18 +69,34 @@ def _omega_star(layers: SortedLayers, lam: float, K: int) -> tuple[float, np.nda
         k = layers.count_above(shift + mid)
         total = int(k.sum())
         if total > K:
-            lo, f_lo = mid, total - K - 0.5
+            lo, f_lo, k_lo = mid, total - K - 0.5, k
             if side == 1:
                 f_hi *= 0.5
             side = 1
         else:
             hi, f_hi, k_hi = mid, total - K - 0.5, k
             if total == K:
-                break  # D is flat in ω between the K-th and (K+1)-th largest a
+                return hi, k, np.zeros_like(k), steps  # D is flat in ω: no tie to break
             if side == -1:
                 f_lo *= 0.5
             side = -1
-    return hi, k_hi, steps
+    return hi, k_hi, k_lo - k_hi, steps
+
+
+def _fill_ties_cheapest(layers: SortedLayers, k: np.ndarray, tied: np.ndarray,
+                        slots: int) -> np.ndarray:
+    """Add ``slots`` of the tied items to k, cheapest layers first.
+
+    This is the top-K set that the right derivative of φ sees (as λ grows, the reduced score of
+    a cheaper item falls more slowly), and it keeps Σ k ≤ K.
+    """
+    if slots <= 0 or not tied.any():
+        return k
+    order = np.argsort(layers.cost, kind="stable")
+    before = np.concatenate(([0], np.cumsum(tied[order])[:-1]))
+    take = np.zeros_like(k)
+    take[order] = np.clip(slots - before, 0, tied[order])
+    return k + take
 
 
 def dual_value(layers: SortedLayers, lam: float, omega: float, k: np.ndarray, K: int,
@@ -95,10 +114,12 @@ def solve_dual(layers: SortedLayers, K: int, F: float, max_iter: int = 200) -> D
 
     def at(lam: float):
         nonlocal evals, omega_steps
-        omega, k, steps = _omega_star(layers, lam, K)
+        omega, k, tied, steps = _omega_star(layers, lam, K)
         evals += 1
         omega_steps += steps
-        return omega, k, dual_value(layers, lam, omega, k, K, F), F - float(k @ cost)
+        value = dual_value(layers, lam, omega, k, K, F)
+        k_top = _fill_ties_cheapest(layers, k, tied, K - int(k.sum()))
+        return omega, k_top, value, F - float(k_top @ cost)  # right derivative of φ
 
     omega, k, val, slope = at(0.0)
     best = val
