@@ -91,7 +91,13 @@ def load_npz_strict(path: str | os.PathLike, formulation: str | None) -> dict[st
     if not os.path.exists(path):
         raise ValueError(f"file: {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"file: {path} is not a readable .npz exchange file ({exc})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"file: {path} holds a single array (.npy), not an .npz exchange file")
+    try:
+        with loaded as npz:
             data = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise ValueError(f"file: {path} is not a readable .npz exchange file ({exc})") from None

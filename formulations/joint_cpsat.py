@@ -11,10 +11,14 @@ equivalent to the original one. Scores are scaled by σ = 2^50 / Σ_i s_i (so ev
 fits comfortably in int64) and rounded; the rounding error per item is
 e_i = s_i − ŝ_i/σ, |e_i| ≤ 1/(2σ). For any feasible x,
 
-    Σ_i s_i x_i = Σ_i ŝ_i x_i / σ + Σ_i e_i x_i ≤ B̂/σ + (sum of the K largest positive e_i),
+    Σ_i s_i x_i = Σ_i ŝ_i x_i / σ + Σ_i e_i x_i ≤ B̂/σ + max_{x feasible} Σ_i max(e_i, 0) x_i,
 
-where B̂ is CP-SAT's bound on the integer objective: that corrected value is what the solver
-reports as its bound, and the true objective is recomputed from x.
+where B̂ is CP-SAT's bound on the integer objective. The last term is bounded by any LP
+relaxation of the same budgets with scores max(e, 0) (the solver uses the smaller of the NNZ-row
+and FLOP-row relaxations: it is 0 when only the empty selection fits). Since every ŝ_i ≥ 0, an
+item with ŝ_i > B̂ is in no feasible x, so only items with ŝ_i ≤ B̂ enter that term (an optimum
+of 0 is then proven with a bound of exactly 0). That corrected value is what the solver reports
+as its bound, and the true objective is recomputed from x.
 """
 
 from __future__ import annotations
@@ -27,14 +31,12 @@ from ortools.sat.python import cp_model
 SCORE_RESOLUTION = 2.0**50
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CpsatScaling:
     score_scale: float  # σ
     cost_unit: float  # u
-    bound_correction: float  # sum of the K largest positive rounding errors e_i
-
-    def true_bound(self, integer_bound: float) -> float:
-        return integer_bound / self.score_scale + self.bound_correction
+    integer_scores: np.ndarray  # ŝ_i
+    rounding_error: np.ndarray  # e_i = s_i − ŝ_i / σ
 
 
 def integer_cost_unit(costs: np.ndarray, max_digits: int = 6) -> float:
@@ -61,9 +63,6 @@ def build_cpsat(problem, score_scale: float | None = None):
         raise ValueError("score_scale must be > 0")
     s_int = np.rint(s * sigma).astype(np.int64)
     err = s - s_int / sigma
-    k = min(problem.nnz_budget, s.size)
-    pos = np.sort(err[err > 0])[::-1][:k]
-    correction = float(pos.sum())
 
     u = integer_cost_unit(problem.flop_cost)
     c_int = np.rint(problem.flop_cost * u).astype(np.int64)
@@ -77,4 +76,5 @@ def build_cpsat(problem, score_scale: float | None = None):
     model.add(cp_model.LinearExpr.sum(x) <= problem.nnz_budget).with_name("nnz")
     model.add(cp_model.LinearExpr.weighted_sum(x, item_c.tolist()) <= f_int).with_name("flops")
     model.maximize(cp_model.LinearExpr.weighted_sum(x, s_int.tolist()))
-    return model, x, CpsatScaling(score_scale=sigma, cost_unit=u, bound_correction=correction)
+    return model, x, CpsatScaling(score_scale=sigma, cost_unit=u, integer_scores=s_int,
+                                  rounding_error=err)

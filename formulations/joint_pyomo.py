@@ -33,6 +33,10 @@ def build_pyomo(problem, score_scale: float = 1.0, cost_unit: float = 1.0) -> py
     m.score = pyo.Objective(
         expr=sum(s[i] * m.x[i] for i in m.I), sense=pyo.maximize, doc="kept importance"
     )
+    if p == 0:  # no items: both rows are trivially met (Pyomo refuses constant constraints)
+        m.nnz = pyo.Constraint(rule=lambda m: pyo.Constraint.Feasible)
+        m.flops = pyo.Constraint(rule=lambda m: pyo.Constraint.Feasible)
+        return m
     m.nnz = pyo.Constraint(expr=sum(m.x[i] for i in m.I) <= m.K)
     m.flops = pyo.Constraint(
         expr=sum(c[g] * sum(m.x[i] for i in range(ptr[g], ptr[g + 1])) for g in m.G) <= m.F

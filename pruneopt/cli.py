@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 
@@ -175,11 +176,22 @@ def _fraction(text: str) -> float:
     return val
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ``pruneopt: error: <field>: <what>`` (exit 2)."""
+
+    def error(self, message: str):
+        match = re.match(r"argument ([-\w/]+)(?:/[-\w]+)*: (.*)", message)
+        if match:
+            field = match.group(1).split("/")[-1].lstrip("-").replace("-", "_")
+            message = f"{field}: {match.group(2)}"
+        self.exit(2, f"pruneopt: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pruneopt.formulations.generate import DISTRIBUTIONS, SHAPES
 
-    parser = argparse.ArgumentParser(prog="pruneopt", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="pruneopt", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("solve", help="solve one instance with one solver")
     p.add_argument("file")

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 from ortools.sat.python import cp_model
+
+from pruneopt.solvers.fast.greedy import relaxation_bound
 
 
 def ortools_version() -> str:
     import ortools
 
     return str(ortools.__version__)
+
+
+def rounding_correction(problem, scaling, integer_bound: float) -> float:
+    """An upper bound on Σ_i max(e_i, 0) x_i over the feasible x (see joint_cpsat)."""
+    possible = scaling.integer_scores <= np.floor(integer_bound + 1e-6)
+    positive = np.where(possible, np.maximum(scaling.rounding_error, 0.0), 0.0)
+    if not positive.any():
+        return 0.0
+    return relaxation_bound(dataclasses.replace(problem, scores=positive))
 
 
 def run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None) -> dict:
@@ -37,10 +49,13 @@ def run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=Non
         status = "time_limit" if time_limit is not None else ("feasible" if has_solution else "error")
     else:
         status = "error"
-    bound = scaling.true_bound(solver.best_objective_bound) if has_solution or code == cp_model.UNKNOWN \
-        else float("nan")
+    # CP-SAT's bound means something only once it has a solution (without one it reads 0)
+    correction = (rounding_correction(problem, scaling, solver.best_objective_bound)
+                  if has_solution else float("nan"))
+    bound = (solver.best_objective_bound / scaling.score_scale + correction if has_solution
+             else float("inf"))
     info = {"score_scale": scaling.score_scale, "cost_unit": scaling.cost_unit,
-            "bound_correction": scaling.bound_correction,
+            "bound_correction": correction,
             "integer_objective": solver.objective_value if has_solution else None,
             "integer_bound": solver.best_objective_bound, "workers": params.num_workers}
     return {"x": x, "bound": bound, "status": status, "message": solver.status_name(code),

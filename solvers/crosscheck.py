@@ -8,7 +8,8 @@ bound, the verdict of a row lists every flag that applies:
 3. ``infeasible-x``       — s returned an x that violates a constraint (or is not 0/1);
 4. ``optima-differ``      — s and another solver both claim proven optima that differ.
 
-Comparisons allow a relative tolerance (1e-9 by default, the proof tolerance). A row with no flag
+Comparisons allow a relative tolerance (1e-9 by default, the proof tolerance), never an absolute
+one, so that verdicts do not depend on the units of the scores. A row with no flag
 reads ``ok``. Any flag is a bug in a formulation or a solver.
 """
 
@@ -59,7 +60,8 @@ def verdicts(problem, results: Sequence[SolveResult], rtol: float = 1e-9) -> pd.
         feas.append((ok, z))
 
     def better(a: float, b: float) -> bool:  # a strictly better than b beyond the tolerance
-        return sign * (a - b) > rtol * max(1.0, abs(a), abs(b))
+        # purely relative, so that verdicts do not depend on the units of the scores
+        return sign * (a - b) > rtol * max(abs(a), abs(b), 1e-300)
 
     feasible_objs = [z for ok, z in feas if ok]
     best_feasible = (max(feasible_objs) if sign > 0 else min(feasible_objs)) if feasible_objs \

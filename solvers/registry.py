@@ -10,9 +10,12 @@ function receives the problem, the time limit and the options, and returns a
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from pruneopt.solvers.result import SolveResult
 
@@ -72,9 +75,11 @@ def solve(problem, solver: str, *, time_limit: float | None = None, **options) -
     if unknown:
         allowed = ", ".join(spec.options) or "none"
         raise ValueError(f"options: '{solver}' does not take {unknown} (it takes: {allowed})")
-    if time_limit is not None and not (isinstance(time_limit, int | float) and time_limit > 0
-                                       and math.isfinite(time_limit)):
-        raise ValueError(f"time_limit: must be a positive number of seconds, got {time_limit!r}")
+    if time_limit is not None:
+        if (isinstance(time_limit, bool | np.bool_) or not isinstance(time_limit, numbers.Real)
+                or not time_limit > 0 or not math.isfinite(time_limit)):
+            raise ValueError(f"time_limit: must be a positive number of seconds, got {time_limit!r}")
+        time_limit = float(time_limit)
     start = time.perf_counter()
     result = spec.run(problem, time_limit=time_limit, **options)
     return result.replace(seconds=time.perf_counter() - start)

@@ -6,7 +6,8 @@ below 1e-9; scaling scores by their maximum makes most of a heavy-tailed score v
 * scores are multiplied by σ = 1 / (the score at the LP decision threshold), which puts the
   items that the solver must decide between at order one. The threshold comes from the exact LP
   dual (λ*, ω*): in layer g the LP keeps the items with s_i > λ* c_g + ω*; σ uses the median of
-  those per-layer thresholds over the layers that have items on both sides of it;
+  those per-layer thresholds over the layers that have items on both sides of it, clamped so
+  that no scaled score exceeds 1e10;
 * MAC costs are divided by their greatest common divisor when they are integers (exact), and
   otherwise left as they are — never normalised to tiny fractions.
 
@@ -23,23 +24,37 @@ from pruneopt.solvers.fast.lagrangian import solve_dual
 from pruneopt.solvers.fast.sorted_layers import SortedLayers
 
 
-def threshold_score_scale(problem) -> float:
-    """σ such that the scores at the LP decision threshold are about 1."""
-    s = problem.scores
-    top = float(s.max()) if s.size else 0.0
+# No scaled score may exceed this: HiGHS reads 1e20 as infinity and SCIP rejects such data, and
+# a range wider than this cannot be resolved by any float solver anyway (the check on the answer,
+# :mod:`pruneopt.solvers.joint_polish`, catches what the solver then misses).
+MAX_SCALED_SCORE = 1e10
+
+
+def score_scale_at_threshold(layers: SortedLayers, lam: float, omega: float,
+                             mask: np.ndarray | None = None) -> float:
+    """σ = 1 / (median LP threshold λ c_g + ω over the contested layers), clamped.
+
+    A layer is contested when the LP keeps some but not all of its items (and, when given,
+    ``mask`` is True for it).
+    """
+    finite_top = layers.top[np.isfinite(layers.top)]
+    top = float(finite_top.max()) if finite_top.size else 0.0
     if top <= 0:
         return 1.0
-    layers = SortedLayers(s, problem.group_ptr, problem.flop_cost)
-    dual = solve_dual(layers, problem.nnz_budget, problem.flop_budget)
-    thr = dual.lam * layers.cost + dual.omega
+    thr = lam * layers.cost + omega
     kept = layers.count_above(thr)
     contested = (kept > 0) & (kept < layers.size) & (thr > 0)
-    if np.any(contested):
-        level = float(np.median(thr[contested]))
-    else:
-        positive = s[s > 0]
-        level = float(np.median(positive)) if positive.size else top
-    return 1.0 / level if level > 0 else 1.0 / top
+    if mask is not None:
+        contested &= mask
+    level = float(np.median(thr[contested])) if np.any(contested) else top
+    return min(1.0 / level, MAX_SCALED_SCORE / top)
+
+
+def threshold_score_scale(problem) -> float:
+    """σ such that the scores at the LP decision threshold are about 1 (see above)."""
+    layers = SortedLayers(problem.scores, problem.group_ptr, problem.flop_cost)
+    dual = solve_dual(layers, problem.nnz_budget, problem.flop_budget)
+    return score_scale_at_threshold(layers, dual.lam, dual.omega)
 
 
 def integer_cost_divisor(costs: np.ndarray) -> float:

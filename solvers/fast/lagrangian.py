@@ -129,6 +129,9 @@ def solve_dual(layers: SortedLayers, K: int, F: float, max_iter: int = 200) -> D
     lo = 0.0
     hi = float(np.max(finite_top / cost)) if layers.L else 0.0
     hi_state = at(hi)
+    while hi_state[3] < 0:  # λ·c rounded just below a top score: move on until nothing is kept
+        hi = hi * 2.0 + np.finfo(float).tiny
+        hi_state = at(hi)
     best = min(best, hi_state[2])
     # Invariant: slope(lo) < 0 (over the FLOP budget), slope(hi) ≥ 0 (within it).
     for _ in range(max_iter):
