@@ -21,6 +21,8 @@ from pruneopt.solvers.result import finalize
 
 JOINT = JointBudgetProblem.kind
 ZERO_GAP = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
+# With a time limit, Pyomo solves of more items run in a worker ended at the limit (+ grace).
+PYOMO_GUARD_ITEMS = 5000
 
 
 def _numpy_version() -> str:
@@ -51,24 +53,35 @@ def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=
         opts = dict(pyomo_runner.SCIP_EXACT_OPTIONS)
     opts.update(score_scale=sigma, cost_unit=unit, seed=seed, time_limit=time_limit)
 
+    kwargs = dict(problem=problem, backend=backend, score_scale=sigma, cost_unit=unit,
+                  time_limit=time_limit, threads=threads, seed=seed)
     if problem.num_items == 0:  # nothing to declare: the empty selection is the optimum
         raw = {"x": np.zeros(0, dtype=bool), "bound": 0.0, "status": "optimal",
                "message": "no items"}
+    elif time_limit is not None and problem.num_items > PYOMO_GUARD_ITEMS:
+        # SCIP ran 400 s under a 60 s limit on 3e4 items: hold the limit from outside
+        from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
+        from pruneopt.solvers.fast.falcon import greedy_fill
+
+        try:
+            raw = call_with_deadline(pyomo_runner.run_declared, kwargs,
+                                     time_limit + max(5.0, 0.25 * time_limit))
+        except DeadlineExceeded as exc:
+            k = greedy_fill(layers, dual.counts, dual.lam, problem.nnz_budget,
+                            problem.flop_budget)
+            raw = {"x": layers.select(problem.scores, k), "bound": dual.bound,
+                   "status": "time_limit",
+                   "message": f"{exc}; FALCON's selection and the LP bound are returned"}
     else:
-        model = problem.to_pyomo(score_scale=sigma, cost_unit=unit)
-        if backend == "highs":
-            raw = pyomo_runner.run_pyomo_highs(model, problem.num_items, score_scale=sigma,
-                                               time_limit=time_limit, threads=threads, seed=seed)
-        else:
-            raw = pyomo_runner.run_pyomo_scip(model, problem.num_items, score_scale=sigma,
-                                              time_limit=time_limit, seed=seed)
+        raw = pyomo_runner.run_declared(**kwargs)
     x, bound, status, message = raw["x"], raw["bound"], raw["status"], raw["message"]
     if x is not None and problem.is_feasible(x):
         x, gain, moves = polish_selection(problem, layers, x)
         if gain > 0:
-            message += (f"; the answer was improved by {moves} exchange move(s) (+{gain:.3g}): "
-                        "the solver's tolerances hid small scores; not proven")
-            status = "feasible" if status == "optimal" else status
+            message += f"; improved by {moves} exchange move(s) (+{gain:.3g})"
+            if status == "optimal":
+                message += ": the solver's tolerances hid small scores; its optimum is refuted"
+                status = "feasible"
         z = problem.evaluate(x).objective
         if bound < z - 1e-12 * abs(z):
             bound = dual.bound  # the solver's bound is contradicted; the exact LP bound is valid
@@ -86,17 +99,19 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, score_scale=None):
                       score_scale=score_scale)
 
 
-def _run_highs(problem, *, time_limit=None, fixing=True, threads=None, seed=0, score_scale=None):
+def _run_highs(problem, *, time_limit=None, fixing=True, model="counts", threads=None, seed=0,
+               score_scale=None):
     from pruneopt.solvers.highs_arrays import highs_joint, highs_version
 
     x, bound, status, info = highs_joint(problem, time_limit=time_limit, fixing=bool(fixing),
-                                         threads=threads, seed=seed, score_scale=score_scale)
-    opts = {**ZERO_GAP, "fixing": bool(fixing), "threads": threads, "seed": seed,
+                                         model=model, threads=threads, seed=seed,
+                                         score_scale=score_scale)
+    opts = {**ZERO_GAP, "fixing": bool(fixing), "model": model, "threads": threads, "seed": seed,
             "score_scale": info["score_scale"], "cost_unit": info["cost_unit"],
             "time_limit": time_limit}
     scope = (f"core of {info['core_items']} of {info['items']} items after reduced-cost fixing"
              if fixing else f"all {info['items']} items (no fixing)")
-    msg = f"{scope}; HiGHS: {info['highs_status']}, {info['nodes']} nodes"
+    msg = f"{scope}, {model} model; HiGHS: {info['highs_status']}, {info['nodes']} nodes"
     return finalize(problem, solver="highs", x=x, bound=bound, backend_status=status,
                     backend="highspy", backend_version=highs_version(), options=opts,
                     message=msg, info=info)
@@ -138,7 +153,7 @@ def _register_all() -> None:
                         options=("threads", "seed", "score_scale")))
     register(SolverSpec("highs", JOINT, _run_highs, exact=True,
                         description="highspy from arrays, reduced-cost fixing, zero gap",
-                        options=("fixing", "threads", "seed", "score_scale")))
+                        options=("fixing", "model", "threads", "seed", "score_scale")))
     register(SolverSpec("cpsat", JOINT, _run_cpsat, exact=True,
                         description="OR-Tools CP-SAT on integerised scores, zero gap",
                         options=("workers", "seed", "score_scale")))

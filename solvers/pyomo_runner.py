@@ -105,3 +105,14 @@ def run_pyomo_scip(model, size: int, *, score_scale: float, time_limit=None, see
     bound = res.problem.upper_bound  # maximisation: the dual bound is the upper bound
     bound = float(bound) / score_scale if bound is not None and math.isfinite(bound) else math.inf
     return {"x": x, "bound": bound, "status": status, "message": str(tc)}
+
+
+def run_declared(problem, *, backend: str, score_scale: float, cost_unit: float, time_limit=None,
+                 threads=None, seed=0) -> dict:
+    """Declare the joint model in Pyomo and run it (picklable inputs: usable in a worker)."""
+    model = problem.to_pyomo(score_scale=score_scale, cost_unit=cost_unit)
+    if backend == "highs":
+        return run_pyomo_highs(model, problem.num_items, score_scale=score_scale,
+                               time_limit=time_limit, threads=threads, seed=seed)
+    return run_pyomo_scip(model, problem.num_items, score_scale=score_scale,
+                          time_limit=time_limit, seed=seed)

@@ -18,9 +18,10 @@ ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "falcon", "magnitu
 EXACT = ["pyomo-highs", "highs", "cpsat", "pyomo-scip"]
 
 # (solver, options) pairs; highs runs with its default reduced-cost fixing and without it
-RUNS = [("pyomo-highs", {}), ("highs", {}), ("highs", {"fixing": False}), ("cpsat", {}),
-        ("pyomo-scip", {}), ("falcon", {}), ("magnitude", {}), ("ratio", {})]
-RUN_IDS = [name + ("-nofixing" if opts else "") for name, opts in RUNS]
+RUNS = [("pyomo-highs", {}), ("highs", {}), ("highs", {"fixing": False}),
+        ("highs", {"model": "items"}), ("highs", {"fixing": False, "model": "items"}),
+        ("cpsat", {}), ("pyomo-scip", {}), ("falcon", {}), ("magnitude", {}), ("ratio", {})]
+RUN_IDS = [name + "".join(f"-{k}={v}" for k, v in opts.items()) for name, opts in RUNS]
 
 
 def J(scores, sizes, costs, K, F) -> JointBudgetProblem:
