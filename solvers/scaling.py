@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 
-from pruneopt.solvers.fast.lagrangian import solve_dual
 from pruneopt.solvers.fast.sorted_layers import SortedLayers
 
 
@@ -48,13 +47,6 @@ def score_scale_at_threshold(layers: SortedLayers, lam: float, omega: float,
         contested &= mask
     level = float(np.median(thr[contested])) if np.any(contested) else top
     return min(1.0 / level, MAX_SCALED_SCORE / top)
-
-
-def threshold_score_scale(problem) -> float:
-    """σ such that the scores at the LP decision threshold are about 1 (see above)."""
-    layers = SortedLayers(problem.scores, problem.group_ptr, problem.flop_cost)
-    dual = solve_dual(layers, problem.nnz_budget, problem.flop_budget)
-    return score_scale_at_threshold(layers, dual.lam, dual.omega)
 
 
 def integer_cost_divisor(costs: np.ndarray) -> float:
