@@ -47,6 +47,7 @@ SOLVER_MAX_ITEMS: dict[str, int] = {
     "highs": 300_000,  # highspy from arrays, reduced-cost fixing
     "cpsat": 2_000,
     "pyomo-scip": 1_000,
+    "exact": 100_000_000,  # count-space branch and bound: proven at network scale
 }
 DEFAULT_EXACT_MAX_ITEMS = 2_000
 

@@ -163,6 +163,11 @@ def _register_all() -> None:
     register(SolverSpec("falcon", JOINT, _fast("falcon", falcon_select,
                         "LP dual bound, rounded selection"), exact=False,
                         description="FALCON: exact LP dual, rounding meeting both budgets"))
+    from pruneopt.solvers.fast.exact_joint import solve_exact
+
+    register(SolverSpec("exact", JOINT, solve_exact, exact=True,
+                        description="count-space branch and bound over cost classes, proven",
+                        options=("rel_gap",)))
     register(SolverSpec("magnitude", JOINT, _fast("magnitude", magnitude_select,
                         "heuristic; bound from single-row LP relaxations"), exact=False,
                         description="top-K scores, cut back to meet the FLOP budget"))

@@ -13,8 +13,9 @@ from pruneopt import JointBudgetProblem
 from pruneopt.formulations.generate import generate_joint
 from pruneopt.solvers.result import finalize, relative_gap
 
-ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "falcon", "magnitude", "ratio"]
-EXACT = ["pyomo-highs", "highs", "cpsat", "pyomo-scip"]
+ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "exact", "falcon", "magnitude",
+               "ratio"]
+EXACT = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "exact"]
 
 
 @pytest.fixture(scope="module")

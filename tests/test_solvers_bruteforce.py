@@ -14,13 +14,15 @@ from pruneopt.formulations.generate import DISTRIBUTIONS, generate_joint
 
 from conftest import brute_force, rel_close, scale_of, tiny_joint_problems
 
-ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "falcon", "magnitude", "ratio"]
-EXACT = ["pyomo-highs", "highs", "cpsat", "pyomo-scip"]
+ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "falcon", "exact", "magnitude",
+               "ratio"]
+EXACT = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "exact"]
 
 # (solver, options) pairs; highs runs with its default reduced-cost fixing and without it
 RUNS = [("pyomo-highs", {}), ("highs", {}), ("highs", {"fixing": False}),
         ("highs", {"model": "items"}), ("highs", {"fixing": False, "model": "items"}),
-        ("cpsat", {}), ("pyomo-scip", {}), ("falcon", {}), ("magnitude", {}), ("ratio", {})]
+        ("cpsat", {}), ("pyomo-scip", {}), ("falcon", {}), ("exact", {}), ("magnitude", {}),
+        ("ratio", {})]
 RUN_IDS = [name + "".join(f"-{k}={v}" for k, v in opts.items()) for name, opts in RUNS]
 
 
