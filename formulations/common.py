@@ -68,6 +68,15 @@ def segment_count(x: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     return csum[ptr[1:]] - csum[ptr[:-1]]
 
 
+def segment_sum_selected(values: np.ndarray, x: np.ndarray, ptr: np.ndarray) -> float:
+    """Σ values[x], summed pairwise (np.sum(..., where=x) is not: 3e-9 off at 25M items)."""
+    if ptr.size - 1 <= LOOP_SEGMENTS:
+        bounds = ptr.tolist()
+        parts = np.array([np.sum(values[a:b][x[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])])
+        return float(np.sum(parts))
+    return float(np.sum(values[x]))
+
+
 def check_finite_nonnegative(arr: np.ndarray, name: str) -> None:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or inf")

@@ -35,6 +35,7 @@ from pruneopt.formulations.common import (
     read_scalar,
     save_npz_atomic,
     segment_count,
+    segment_sum_selected,
 )
 
 FORMULATION = "joint"
@@ -134,7 +135,7 @@ class JointBudgetProblem:
         counts = self.group_counts(xb)
         nnz = int(counts.sum())
         flops = float(counts @ self.flop_cost)
-        objective = float(np.sum(self.scores, where=xb))  # no copy of the kept scores
+        objective = segment_sum_selected(self.scores, xb, self.group_ptr)
         return Evaluation(
             objective=objective,
             usage={"nnz": float(nnz), "flops": flops},
