@@ -26,13 +26,7 @@ from pruneopt.formulations.generate import generate_joint
 from pruneopt.solvers.fast import exact_joint as ej
 from pruneopt.solvers.fast.exact_joint import solve_exact
 
-from conftest import all_selections, tiny_joint_problems
-
-
-def J(scores, sizes, costs, K, F) -> JointBudgetProblem:
-    return JointBudgetProblem(np.asarray(scores, dtype=float),
-                              np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
-                              np.asarray(costs, dtype=float), K, F)
+from conftest import KNOWN_HARD, J, all_selections, tiny_joint_problems
 
 
 def layer_counts(problem: JointBudgetProblem, m: np.ndarray) -> np.ndarray:
@@ -127,25 +121,6 @@ def test_matches_brute_force_with_merged_classes(problem):
     check_brute_force(problem)
 
 
-KNOWN_HARD = [
-    J([0.9], [1], [3.0], 1, 0.0),
-    # λ_max·c rounds below the top score: the dual's "feasible" end is over the FLOP budget
-    J([0.9, 0.1], [1, 1], [3.0, 1.0], 1, 2.0),
-    J([0.9, 0.1, 0.05], [1, 2], [3.0, 1.0], 2, 2.5),
-    J([2.0, 1e-9, 0.0, 7.966351022744702, 2.0, 61.80733757863367], [6], [6.0], 3, 0.0),
-    J([0.1, 0.7, 0.3], [3], [1.0], 1, 0.0),
-    J([21.792871343611015, 0.0, 51.93257595015448, 22.31781892874611, 0.0, 2.0, 1e-05, 1e-06,
-       0.5, 1.1, 39.362056968966144, 1e-06], [2, 0, 10, 0], [41.0, 36.0, 1.0, 28.0], 9, 32.0),
-    J([0.0, 11.0, 11.0, 1e-6], [4], [1.0], 3, 3.0),
-    J([2.0, 2.0], [2], [6.0], 1, 0.0),
-    J([1.0, 1.0, 1.0, 0.0], [1, 3], [2.0, 2.0], 2, 3.0),
-    J([1.0, 1e-21], [2], [1.0], 5, 1.5),
-    # one-item layers, empty layers, all-zero layers
-    J([3.0, 0.0, 0.0, 2.0, 5.0], [1, 0, 2, 1, 0, 1], [2.0, 9.0, 1.0, 2.0, 4.0, 3.0], 2, 5.0),
-    J([0.0, 0.0, 0.0], [1, 2], [1.0, 2.0], 3, 10.0),
-    # a non-integer FLOP budget and non-integer costs
-    J([4.0, 3.0, 2.5, 1.0, 0.5], [2, 3], [1.5, 0.7], 4, 3.6),
-]
 
 
 @pytest.mark.parametrize("index", range(len(KNOWN_HARD)))

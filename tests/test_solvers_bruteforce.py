@@ -12,7 +12,7 @@ import pruneopt
 from pruneopt import JointBudgetProblem
 from pruneopt.formulations.generate import DISTRIBUTIONS, generate_joint
 
-from conftest import brute_force, rel_close, scale_of, tiny_joint_problems
+from conftest import KNOWN_HARD, J, brute_force, rel_close, scale_of, tiny_joint_problems
 
 ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "falcon", "exact", "magnitude",
                "ratio"]
@@ -26,28 +26,6 @@ RUNS = [("pyomo-highs", {}), ("highs", {}), ("highs", {"fixing": False}),
 RUN_IDS = [name + "".join(f"-{k}={v}" for k, v in opts.items()) for name, opts in RUNS]
 
 
-def J(scores, sizes, costs, K, F) -> JointBudgetProblem:
-    return JointBudgetProblem(np.asarray(scores, dtype=float),
-                              np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
-                              np.asarray(costs, dtype=float), K, F)
-
-
-# Instances that once exposed bugs; each runs for every solver on every test run.
-KNOWN_HARD = [
-    # F = 0 and λ_max·c rounds below the top score: FALCON's "feasible" end is not feasible
-    J([0.9], [1], [3.0], 1, 0.0),
-    J([2.0, 1e-9, 0.0, 7.966351022744702, 2.0, 61.80733757863367], [6], [6.0], 3, 0.0),
-    # the optimum is 0 while K > 0: CP-SAT's rounding correction must not prevent the proof
-    J([0.1, 0.7, 0.3], [3], [1.0], 1, 0.0),
-    # scores spanning 1e-6 .. 52 with zeros and an empty layer (HiGHS without fixing)
-    J([21.792871343611015, 0.0, 51.93257595015448, 22.31781892874611, 0.0, 2.0, 1e-05, 1e-06,
-       0.5, 1.1, 39.362056968966144, 1e-06], [2, 0, 10, 0], [41.0, 36.0, 1.0, 28.0], 9, 32.0),
-    # a score of 1e-6 next to scores of 11: HiGHS must not treat it as zero
-    J([0.0, 11.0, 11.0, 1e-6], [4], [1.0], 3, 3.0),
-    # ties at the K-th score
-    J([2.0, 2.0], [2], [6.0], 1, 0.0),
-    J([1.0, 1.0, 1.0, 0.0], [1, 3], [2.0, 2.0], 2, 3.0),
-]
 
 
 def test_available_solvers_are_all_registered_and_installed():
