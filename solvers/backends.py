@@ -3,9 +3,10 @@
 | name          | kind      | what it is                                                         |
 |---------------|-----------|--------------------------------------------------------------------|
 | pyomo-highs   | exact     | the readable Pyomo model, HiGHS at zero gap                          |
-| highs         | exact     | highspy from arrays (one passModel), reduced-cost fixing, zero gap   |
+| highs         | exact     | highspy from arrays, reduced-cost fixing, count-space core, zero gap |
 | cpsat         | exact     | OR-Tools CP-SAT on integerised scores, bound corrected for rounding   |
 | pyomo-scip    | exact     | SCIP through Pyomo (``pip install pruneopt[scip]``)                  |
+| exact         | exact     | count-space branch and bound over cost classes (fast/exact_joint.py) |
 | falcon        | fast      | FALCON's LP-dual algorithm; certified bound                          |
 | magnitude     | heuristic | top-K by score, cut back to meet the FLOP budget                     |
 | ratio         | heuristic | by score per MAC, longest prefix meeting both budgets                |
