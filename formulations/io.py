@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from pruneopt.formulations.common import read_formulation_tag
-from pruneopt.formulations.joint import JointBudgetProblem
 
-# Files without a tag are joint problems: the original exchange format had no tag.
-_LOADERS = {"joint": JointBudgetProblem.load}
+# tag -> (module, class) whose ``load`` reads it. Files without a tag are joint problems: the
+# original exchange format had no tag.
+_LOADERS = {
+    "joint": ("pruneopt.formulations.joint", "JointBudgetProblem"),
+    "joint-qp": ("pruneopt.formulations.joint_qp", "JointQuadraticProblem"),
+    "allocation": ("pruneopt.formulations.allocation", "AllocationProblem"),
+    "channels": ("pruneopt.formulations.channels", "ChannelProblem"),
+}
 
 
 def load_problem(path: str | os.PathLike):
     """Read an exchange ``.npz`` and return the problem object it holds."""
     tag = read_formulation_tag(path) or "joint"
     try:
-        loader = _LOADERS[tag]
+        module, cls = _LOADERS[tag]
     except KeyError:
         raise ValueError(
             f"formulation: unknown formulation '{tag}' in {os.fspath(path)} "
             f"(known: {', '.join(sorted(_LOADERS))})"
         ) from None
-    return loader(path)
+    return getattr(importlib.import_module(module), cls).load(path)

@@ -39,9 +39,23 @@ def register(spec: SolverSpec) -> SolverSpec:
     return spec
 
 
+# One module of registrations per formulation; importing it registers its solvers.
+BACKEND_MODULES = (
+    "pruneopt.solvers.backends",
+    "pruneopt.solvers.joint_qp_backends",
+    "pruneopt.solvers.allocation_backends",
+    "pruneopt.solvers.channels_backends",
+)
+
+
 def _ensure_loaded() -> None:
-    # Importing the backends registers them; done lazily so that importing pruneopt stays cheap.
-    from pruneopt.solvers import backends  # noqa: F401
+    # Done lazily so that importing pruneopt stays cheap.
+    import importlib
+    import importlib.util
+
+    for module in BACKEND_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
 
 
 def solver_specs(problem_or_kind) -> list[SolverSpec]:
