@@ -6,6 +6,7 @@
     pruneopt export FILE --format lp|mps --out F
     pruneopt solvers [FILE]
     pruneopt report [--out DIR] [--quick]
+    pruneopt prune --model M --flops F [--nnz N] --method NAME [--out DIR] [--json]
 
 Bad input (a malformed file, an unknown solver, a budget out of range) prints one line
 ``pruneopt: error: <field>: <what is wrong>`` on stderr and exits with code 2, writing nothing.
@@ -240,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    from pruneopt import cli_prune
+
+    cli_prune.add_parser(sub)
     return parser
 
 
@@ -252,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except RuntimeError as exc:  # a run that failed its own checks (e.g. a budget violated)
+        print(f"pruneopt: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

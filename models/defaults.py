@@ -1,0 +1,7 @@
+"""Names and defaults of the pruning pipelines, importable without torch (the CLI parser uses them)."""
+
+METHODS = ("falcon", "falcon++", "magnitude", "chita", "woodfisher")
+STAGES = 20  # FALCON++ stages in the released scripts
+BASE_LEVEL = 0.2  # fraction removed at the first stage (ResNet-20 scripts; 0.3 on ImageNet)
+DEFAULT_L2 = 1e-3  # ridge l2, the middle of the released scripts' grid {1e-4, 1e-3, 1e-2}
+DEFAULT_CALIBRATION = 128  # calibration samples n

@@ -1,0 +1,92 @@
+"""``pruneopt prune``: prune a PyTorch model under a FLOP and an NNZ budget.
+
+    pruneopt prune --model digits-mlp|digits-cnn|PATH|module:function --flops F [--nnz N]
+                   --method falcon|falcon++|magnitude|chita|woodfisher [--out DIR] [--json]
+
+Budgets are fractions kept, in (0, 1]. With ``--json`` the record is the only thing on stdout;
+progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+def _kept_fraction(text: str) -> float:
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(val) and 0.0 < val <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be a fraction kept in (0, 1], got {text!r}")
+    return val
+
+
+def add_parser(sub) -> None:
+    from pruneopt.models.defaults import BASE_LEVEL, DEFAULT_CALIBRATION, METHODS, STAGES
+
+    p = sub.add_parser("prune", help="prune a PyTorch model under FLOP and NNZ budgets")
+    p.add_argument("--model", required=True,
+                   help="zoo name (digits-mlp, digits-cnn, resnet20, resnet56, mobilenetv1, "
+                        "resnet50), a checkpoint path, or module:function")
+    p.add_argument("--flops", type=_kept_fraction, required=True, help="fraction of MACs kept")
+    p.add_argument("--nnz", type=_kept_fraction, default=1.0,
+                   help="fraction of prunable weights kept (default 1: FLOP budget only)")
+    p.add_argument("--method", choices=METHODS, default="falcon")
+    p.add_argument("--out", metavar="DIR", help="write DIR/model.pt and DIR/record.json")
+    p.add_argument("--json", action="store_true", help="print the record as JSON only")
+    p.add_argument("--solver", default="falcon",
+                   help="joint-ILP solver for the projection (falcon, exact, highs, ...)")
+    p.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
+                   help="number of calibration samples n (rows of the gradient matrix)")
+    p.add_argument("--l2", type=float, default=None, help="ridge l2 (λ = l2·n)")
+    p.add_argument("--first-order", type=float, default=0.0,
+                   help="weight of the first-order term (0 = off)")
+    p.add_argument("--block-size", type=int, default=None,
+                   help="block-diagonal Fisher with blocks of this many weights")
+    p.add_argument("--max-iter", type=int, default=20)
+    p.add_argument("--stages", type=int, default=STAGES, help="FALCON++ stages")
+    p.add_argument("--base-level", type=float, default=BASE_LEVEL)
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="fine-tuning epochs between FALCON++ stages (gradual pruning)")
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--input-shape", metavar="C,H,W")
+    p.add_argument("--data", metavar="FILE.npz", help="your data: arrays X (N,C,H,W) and y (N,)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prune)
+
+
+def cmd_prune(args) -> int:
+    from pruneopt.models.defaults import DEFAULT_L2
+    from pruneopt.models.pruning import PruneSettings
+    from pruneopt.models.workflow import parse_input_shape, run_prune, save_checkpoint
+
+    settings = PruneSettings(
+        method=args.method, keep_flops=args.flops, keep_nnz=args.nnz,
+        l2=DEFAULT_L2 if args.l2 is None else args.l2, first_order=args.first_order,
+        block_size=args.block_size, solver=args.solver, max_iter=args.max_iter,
+        stages=args.stages, base_level=args.base_level, finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr, seed=args.seed)
+    settings.validate()
+    resolved, record = run_prune(args.model, settings,
+                                 input_shape=parse_input_shape(args.input_shape),
+                                 n_calibration=args.calibration, data_file=args.data,
+                                 progress=not args.no_progress)
+    if args.out:
+        record["files"] = save_checkpoint(resolved, record, args.out)
+    if args.json:
+        print(json.dumps(record, allow_nan=False))
+    else:
+        print(f"{record['method']} on {record['model']}: MACs {record['macs_after']:,}/"
+              f"{record['macs_dense']:,} ({record['macs_kept']:.3f} kept, asked "
+              f"{record['flops_asked']}), NNZ {record['nnz_after']:,}/{record['nnz_dense']:,} "
+              f"({record['nnz_kept']:.3f}, asked {record['nnz_asked']}), accuracy "
+              f"{record['accuracy_before']:.4f} -> {record['accuracy_after']:.4f} "
+              f"({record['data']} data), {record['seconds']:.1f}s")
+        for key, path in record.get("files", {}).items():
+            print(f"{key}: {path}", file=sys.stderr)
+    return 0
