@@ -56,6 +56,7 @@ class PruneSettings:
     block_size: int | None = None
     solver: str = "falcon"  # the joint-ILP solver used as projection
     max_iter: int = 20
+    stage_max_iter: int = 3  # FALCON++: iterations in every stage but the last
     stages: int = STAGES
     base_level: float = BASE_LEVEL
     finetune_epochs: int = 0  # per FALCON++ stage (gradual pruning); 0 = one-shot
@@ -76,8 +77,8 @@ class PruneSettings:
             raise ValueError(f"stages: must be >= 1, got {self.stages}")
         if not 0 <= self.base_level < 1:
             raise ValueError(f"base_level: must be in [0, 1), got {self.base_level}")
-        if self.max_iter < 0:
-            raise ValueError(f"max_iter: must be >= 0, got {self.max_iter}")
+        if self.max_iter < 0 or self.stage_max_iter < 0:
+            raise ValueError(f"max_iter: must be >= 0, got {self.max_iter}/{self.stage_max_iter}")
 
 
 @dataclass
@@ -123,20 +124,20 @@ def _restricted_problem(X, w, alive, layers, nnz_budget, flop_budget, settings):
         names=tuple(layer.name for layer in layers))
 
 
-def _solve_stage(problem: JointQuadraticProblem, settings: PruneSettings,
+def _solve_stage(problem: JointQuadraticProblem, settings: PruneSettings, max_iter: int,
                  callback=None) -> tuple[np.ndarray, dict]:
     from pruneopt.solvers.fast.falcon_qp import falcon_qp
     from pruneopt.solvers.fast.qp_baselines import chita_qp, magnitude_qp, woodfisher_qp
 
     method = settings.method
     if method in ("falcon", "falcon++"):
-        run = falcon_qp(problem, projection=settings.solver, max_iter=settings.max_iter,
+        run = falcon_qp(problem, projection=settings.solver, max_iter=max_iter,
                         callback=callback)
         return run.w, run.summary()
     if method == "magnitude":
         return magnitude_qp(problem)
     if method == "chita":
-        return chita_qp(problem, max_iter=settings.max_iter)
+        return chita_qp(problem, max_iter=max_iter)
     return woodfisher_qp(problem, selection=settings.solver)
 
 
@@ -175,7 +176,9 @@ def prune_network(model: nn.Module, layers: list[PrunableLayer], calib_inputs: t
         # Magnitude pruning ignores the quadratic model, but its value is reported for all.
         X = per_sample_gradients(model, layers, calib_inputs, calib_targets)
         problem = _restricted_problem(X, w, alive, layers, k_t, f_t, settings)
-        w_alive, info = _solve_stage(problem, settings)
+        last = t == len(schedule) - 1
+        w_alive, info = _solve_stage(problem, settings,
+                                     settings.max_iter if last else settings.stage_max_iter)
         w_new = np.zeros_like(w)
         w_new[alive] = w_alive
         assign_weights(layers, w_new)

@@ -48,6 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--block-size", type=int, default=None,
                    help="block-diagonal Fisher with blocks of this many weights")
     p.add_argument("--max-iter", type=int, default=20)
+    p.add_argument("--stage-max-iter", type=int, default=3,
+                   help="FALCON++: iterations in each stage but the last (which uses --max-iter)")
     p.add_argument("--stages", type=int, default=STAGES, help="FALCON++ stages")
     p.add_argument("--base-level", type=float, default=BASE_LEVEL)
     p.add_argument("--finetune-epochs", type=int, default=0,
@@ -69,6 +71,7 @@ def cmd_prune(args) -> int:
         method=args.method, keep_flops=args.flops, keep_nnz=args.nnz,
         l2=DEFAULT_L2 if args.l2 is None else args.l2, first_order=args.first_order,
         block_size=args.block_size, solver=args.solver, max_iter=args.max_iter,
+        stage_max_iter=args.stage_max_iter,
         stages=args.stages, base_level=args.base_level, finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr, seed=args.seed)
     settings.validate()

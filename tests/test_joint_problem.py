@@ -288,7 +288,7 @@ def test_load_file_missing_a_key(tmp_path, missing):
         (dict(nnz_budget=np.int64(-1)), "nnz_budget"),
         (dict(names=np.array([1, 2])), "names"),
         (dict(names=np.array(["a", "b", "c"])), "names"),
-        (dict(formulation=np.array("allocation")), "formulation"),
+        (dict(formulation=np.array("no-such-formulation")), "formulation"),
     ],
 )
 def test_load_rejects_bad_fields(tmp_path, changes, field):
