@@ -8,6 +8,7 @@
     pruneopt report [--out DIR] [--quick]
     pruneopt prune --model M --flops F [--nnz N] --method NAME [--out DIR] [--json]
     pruneopt channels --model M --flops F --solver NAME [--json] [--out DIR]
+    pruneopt allocate (--model M | --table CSV) --flops F [--nnz N] --solver NAME [--json]
 
 Bad input (a malformed file, an unknown solver, a budget out of range) prints one line
 ``pruneopt: error: <field>: <what is wrong>`` on stderr and exits with code 2, writing nothing.
@@ -243,10 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_report)
 
-    from pruneopt import cli_channels, cli_prune
+    from pruneopt import cli_allocate, cli_channels, cli_prune
 
     cli_prune.add_parser(sub)
     cli_channels.add_parser(sub)
+    cli_allocate.add_parser(sub)
     return parser
 
 

@@ -43,6 +43,7 @@ def register(spec: SolverSpec) -> SolverSpec:
 BACKEND_MODULES = (
     "pruneopt.solvers.backends",
     "pruneopt.solvers.joint_qp_backends",
+    "pruneopt.solvers.joint_qp_fast",
     "pruneopt.solvers.allocation_backends",
     "pruneopt.solvers.channels_backends",
 )
