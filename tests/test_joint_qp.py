@@ -435,14 +435,3 @@ def test_crosscheck_on_a_joint_qp_problem_has_no_flags():
     assert df.attrs["best_bound"] <= df.attrs["best_feasible"] * (1 + 1e-9)
     assert pruneopt.solve(problem, "enumerate").objective == pytest.approx(
         df.attrs["best_feasible"], rel=1e-12)
-
-@needs_scip
-def test_p30_oa_and_scip_agree():
-    problem = make_problem(p=30, n=12, layers=4, seed=21, blocks=3)
-    oa = solve(problem, "oa-highs", time_limit=60)
-    scip = solve(problem, "pyomo-scip", time_limit=60)
-    assert oa.feasible and scip.feasible
-    lo = max(oa.bound, scip.bound)
-    assert min(oa.objective, scip.objective) >= lo - 1e-9 * abs(lo)
-    if oa.proven_optimal and scip.proven_optimal:
-        assert close(oa.objective, scip.objective, OBJ_RTOL)
