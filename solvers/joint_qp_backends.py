@@ -8,7 +8,7 @@
 | enumerate           | exact     | every maximal feasible support, batched backsolves (p ≤ 22)   |
 | oa-highs            | exact     | outer approximation, HiGHS MILP master at zero gap            |
 | pyomo-scip          | exact     | the Pyomo MIQP, SCIP (``pip install pruneopt[scip]``)         |
-| exact               | exact     | enumerate for p ≤ 16, else pyomo-scip, else oa-highs          |
+| exact               | exact     | enumerate for p ≤ 16, else oa-highs                          |
 | magnitude-backsolve | heuristic | joint ILP on w̄² (FALCON's "BS"), then the backsolve; no bound |
 
 Every result goes through :func:`~pruneopt.solvers.result.finalize` (sense "minimize": the
@@ -32,7 +32,11 @@ with a larger gap is reported ``feasible`` with its honest gap.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -42,16 +46,58 @@ from pruneopt.solvers.registry import SolverSpec, register
 from pruneopt.solvers.result import finalize
 
 JOINT_QP = JointQuadraticProblem.kind
-ENUMERATE_EXACT_ITEMS = 16  # ``exact`` enumerates up to this p (≈ 0.1 s), then uses SCIP / OA
+ENUMERATE_EXACT_ITEMS = 16  # ``exact`` enumerates up to this p (≈ 0.01 s), then uses OA
 
 # SCIP at zero gap on the MIQP. feastol / dualfeastol as for the joint ILP (SCIP_EXACT_OPTIONS);
 # in addition numerics/epsilon and numerics/sumepsilon are lowered from 1e-9 / 1e-6 to 1e-10:
 # at the defaults the dual bound of this continuous objective stalled about 1e-7 (relative)
 # below the optimum and never met the primal bound at zero gap (measured, p = 12 – 20).
-# Even so, on some instances the tail stalls at a few 1e-9 (SCIP's own tolerances); the stall
-# guard (``limits/stallnodes``) then ends the search and finalize reports the remaining gap.
+# Even so the tail stalls at SCIP's own tolerances — measured 2e-9 – 7e-9 (relative) on random
+# instances and 3e-8 – 3e-7 on digits-CNN instances, p = 20 – 40 — and at zero gap SCIP would
+# then never stop: the stall guard (``limits/stallnodes``) ends the search, and finalize
+# reports the remaining gap honestly ("feasible"). The stalled gap was the same after 5000 and
+# 20000 stalled nodes, but on hard instances the guard can also end a search whose gap is still
+# wide (it counts nodes without a better *primal* solution): raise ``stall_nodes``, or pass
+# None with a time limit. Tighter tolerances (feastol 1e-10 / 1e-11, minefficacy 1e-9) did not
+# remove the stall and made SoPlex fail ("unresolved numerical troubles in LP").
 SCIP_MIQP_OPTIONS = {"numerics/epsilon": 1e-10, "numerics/sumepsilon": 1e-10}
 SCIP_STALL_NODES = 20_000
+
+
+@contextlib.contextmanager
+def native_output_to_file():
+    """Send the process's file descriptors 1 and 2 to a temporary file for the duration.
+
+    Pyomo's solver interfaces capture fds 1/2 through a pipe drained by a Python thread, while
+    pyscipopt's ``optimize()`` holds the GIL: once SoPlex writes more than a pipe buffer
+    (64 KiB) — it prints "Cannot set optimality tolerance to small value ... without GMP" on
+    every LP that SCIP re-solves with tightened tolerances, thousands of times on hard MIQPs —
+    the write blocks forever (measured: a p = 20 instance hung with 0% CPU). So fd capture is
+    switched off in Pyomo (its documented ``OVERRIDE_CAPTURE_OUTPUT`` flag) and the fds point
+    at a file, which never blocks; the native output is discarded.
+    """
+    import pyomo.common.tee as tee
+    from pyomo.common.enums import CaptureOutputMode
+
+    old_mode = tee.OVERRIDE_CAPTURE_OUTPUT
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink:
+            tee.OVERRIDE_CAPTURE_OUTPUT = CaptureOutputMode.DISABLE_FD_CAPTURE
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                tee.OVERRIDE_CAPTURE_OUTPUT = old_mode
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _numpy_version() -> str:
@@ -76,20 +122,56 @@ def magnitude_support(problem, projector: str = "exact"):
     return np.asarray(res.x, dtype=bool), res
 
 
+def swap_search(problem, support, *, candidates: int = 10, max_rounds: int = 30) -> np.ndarray:
+    """Best-improvement 1-swap local search on supports (each move backsolved and grown to a
+    maximal support): drop any kept weight, add one of the ``candidates`` pruned weights with
+    the largest |∇Q|, when both budgets still hold. Returns the best w found."""
+    s = problem.extend_support(np.asarray(support, dtype=bool))
+    w = _backsolve(problem, s)
+    q = problem.objective(w)
+    cost = problem.item_cost
+    for _ in range(max_rounds):
+        g = np.abs(problem.gradient(w))
+        outside = np.flatnonzero(~s)
+        add = outside[np.argsort(-g[outside], kind="stable")[:candidates]]
+        _nnz, flops = problem.usage_of_support(s)
+        room = problem.flop_budget * (1 + 1e-9) + 1e-9 - flops
+        best = None
+        for i in np.flatnonzero(s).tolist():
+            for j in add.tolist():
+                if cost[j] - cost[i] > room:
+                    continue
+                t = s.copy()
+                t[i], t[j] = False, True
+                t = problem.extend_support(t, priority=g)
+                wt = _backsolve(problem, t)
+                qt = problem.objective(wt)
+                if qt < q - 1e-12 * abs(q) and (best is None or qt < best[0]):
+                    best = (qt, t, wt)
+        if best is None:
+            break
+        q, s, w = best
+    return w
+
+
 def incumbent(problem) -> np.ndarray:
-    """A good feasible start for the exact solvers: the magnitude support grown to a maximal
-    one (by |∇Q| at its backsolve), backsolved; the greedy |w̄| start if that is better."""
+    """A good feasible start for the exact solvers (it sets their big-M and first cutoff): the
+    magnitude support and the greedy |w̄| support, each backsolved and improved by
+    :func:`swap_search`; the better one."""
     from pruneopt.solvers.miqp_oa import greedy_incumbent
 
-    best = greedy_incumbent(problem)
+    starts = [greedy_incumbent(problem) != 0.0]
     try:
-        s, _ = magnitude_support(problem)
+        starts.append(magnitude_support(problem)[0])
     except RuntimeError:
-        return best
-    w = _backsolve(problem, s)
-    s = problem.extend_support(s, priority=np.abs(problem.gradient(w)))
-    w = _backsolve(problem, s)
-    return w if problem.objective(w) < problem.objective(best) else best
+        pass
+    best, best_q = np.zeros(problem.num_items), problem.objective(np.zeros(problem.num_items))
+    for s0 in starts:
+        w = swap_search(problem, s0)
+        q = problem.objective(w)
+        if q < best_q:
+            best, best_q = w, q
+    return best
 
 
 # ------------------------------------------------------------------------------- exact backends
@@ -136,6 +218,9 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
     from pruneopt.solvers.pyomo_runner import SCIP_EXACT_OPTIONS
 
     p = problem.num_items
+    if stall_nodes is None and time_limit is None:
+        raise ValueError("stall_nodes: None (no stall guard) needs a time limit: at zero gap "
+                         "SCIP may never stop on this continuous objective")
     best = np.zeros(p) if start is None else problem.canonical(start)
     if not problem.is_feasible(best):
         best = np.zeros(p)
@@ -155,7 +240,8 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
     if time_limit is not None:
         kwargs["time_limit"] = float(max(time_limit, 1e-3))
     try:
-        res = SolverFactory("scip_direct").solve(model, **kwargs)
+        with native_output_to_file():
+            res = SolverFactory("scip_direct").solve(model, **kwargs)
     except Exception as exc:  # noqa: BLE001 — e.g. "SCIP: error in LP solver!" at tight tolerances
         return {"x": best, "bound": lb0, "status": "error",
                 "message": f"SCIP failed ({type(exc).__name__}: {exc}); the incumbent is returned",
@@ -190,7 +276,11 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
         nodes = int(res.extra_info["NNodes"])
     except (AttributeError, KeyError, TypeError, ValueError):
         nodes = -1
-    info = {"nodes": nodes, "objective_scale": 1.0 / sigma, "termination": tc.name}
+    inc_obj = res.incumbent_objective
+    info = {"nodes": nodes, "objective_scale": 1.0 / sigma, "termination": tc.name,
+            "scip_primal": (inc_obj * sigma if inc_obj is not None and math.isfinite(inc_obj)
+                            else math.nan),
+            "scip_dual": raw_bound * sigma if raw_bound is not None else math.nan}
     return {"x": best, "bound": bound, "status": status, "message": message, "info": info}
 
 
@@ -216,12 +306,15 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_
 
 
 def _run_exact(problem, *, time_limit=None):
-    from pruneopt.solvers.pyomo_runner import scip_available
+    """Enumeration for p ≤ ``ENUMERATE_EXACT_ITEMS``, else outer approximation.
 
+    OA comes before SCIP (measured on digits-CNN instances, p = 16 – 40): OA proved the
+    optimum to ~1e-14 in 0.1 – 1 s, while SCIP's dual bound stalled 1e-7 – 1e-6 below it
+    (its feasibility tolerances on the continuous objective), so SCIP almost never meets the
+    1e-9 proof tolerance; ``pyomo-scip`` stays available on its own, for cross-checks.
+    """
     if problem.num_items <= ENUMERATE_EXACT_ITEMS:
         res, chosen = _run_enumerate(problem, time_limit=time_limit), "enumerate"
-    elif scip_available():
-        res, chosen = _run_pyomo_scip(problem, time_limit=time_limit), "pyomo-scip"
     else:
         res, chosen = _run_oa(problem, time_limit=time_limit), "oa-highs"
     msg = f"via {chosen}" + (f": {res.message}" if res.message else "")
@@ -263,16 +356,17 @@ def _register_all() -> None:
                         available=scip_available, options=("seed", "stall_nodes")))
     register(SolverSpec("exact", JOINT_QP, _run_exact, exact=True,
                         description=f"enumerate for p <= {ENUMERATE_EXACT_ITEMS}, else "
-                                    "pyomo-scip if available, else oa-highs"))
+                                    "oa-highs"))
     register(SolverSpec("magnitude-backsolve", JOINT_QP, _run_magnitude_backsolve, exact=False,
                         description="joint ILP on w̄² (magnitude under both budgets), then the "
                                     "backsolve; no bound",
                         options=("projector",)))
 
-    # ---------------------------------------------------------------- fast solvers (lead)
-    # FALCON's discrete first-order method (solvers/fast/falcon_qp.py) registers here:
+    # ---------------------------------------------------------------- fast solvers
+    # The fast and heuristic solvers (falcon, chita, woodfisher, magnitude) register in
+    # solvers/joint_qp_fast.py. A further one can go here:
     # register(SolverSpec("falcon", JOINT_QP, <run>, exact=False, description=...))
-    # -------------------------------------------------------------------------------------
+    # ------------------------------------------------------------------------------------
 
 
 _register_all()
