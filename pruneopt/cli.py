@@ -26,6 +26,8 @@ import tempfile
 
 import numpy as np
 
+from pruneopt.cli_types import positive_float
+
 
 class InputError(Exception):
     """Bad input from the user: reported in one line, exit code 2."""
@@ -159,16 +161,6 @@ def cmd_report(args) -> int:
 
 
 # --------------------------------------------------------------------------------- parser
-def _positive_float(text: str) -> float:
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (val > 0 and math.isfinite(val)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return val
-
-
 def _fraction(text: str) -> float:
     try:
         val = float(text)
@@ -199,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="solve one instance with one solver")
     p.add_argument("file")
     p.add_argument("--solver", required=True)
-    p.add_argument("--time-limit", type=_positive_float, default=None)
+    p.add_argument("--time-limit", type=positive_float, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save-solution", metavar="OUT.npz")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -209,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crosscheck", help="several solvers side by side, with verdicts")
     p.add_argument("file")
     p.add_argument("--solvers", required=True, help="comma-separated solver names")
-    p.add_argument("--time-limit", type=_positive_float, default=None)
+    p.add_argument("--time-limit", type=positive_float, default=None)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", metavar="OUT")

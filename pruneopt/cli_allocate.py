@@ -21,19 +21,19 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from pruneopt.cli_prune import _kept_fraction
+    from pruneopt.cli_types import kept_fraction, positive_float, positive_int
     from pruneopt.models.defaults import DEFAULT_CALIBRATION
 
     p = sub.add_parser("allocate", help="per-layer budgets under one global budget (MCKP)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="as for pruneopt prune")
     src.add_argument("--table", metavar="CSV", help="a loss table: layer,option,loss,nnz,flops")
-    p.add_argument("--flops", type=_kept_fraction, required=True)
-    p.add_argument("--nnz", type=_kept_fraction, default=None)
+    p.add_argument("--flops", type=kept_fraction, required=True)
+    p.add_argument("--nnz", type=kept_fraction, default=None)
     p.add_argument("--solver", default="exact")
-    p.add_argument("--time-limit", type=float, default=None)
+    p.add_argument("--time-limit", type=positive_float, default=None)
     p.add_argument("--fractions", default=None, help="keep fractions per layer, comma-separated")
-    p.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION)
+    p.add_argument("--calibration", type=positive_int, default=DEFAULT_CALIBRATION)
     p.add_argument("--input-shape", metavar="C,H,W")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

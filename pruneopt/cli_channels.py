@@ -25,7 +25,6 @@ With ``--json`` the record is the only thing on stdout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -33,39 +32,11 @@ import pathlib
 import sys
 import time
 
+from pruneopt.cli_types import kept_fraction, positive_float, positive_int
+
 SCORES = ("l1", "l2", "bn", "taylor")
 DEFAULT_CALIBRATION = 64
 DEFAULT_EVAL = 512  # synthetic evaluation inputs, as in ``pruneopt prune``
-
-
-def _kept_fraction(text: str) -> float:
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(val) and 0.0 < val <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be a fraction kept in (0, 1], got {text!r}")
-    return val
-
-
-def _positive_float(text: str) -> float:
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (val > 0 and math.isfinite(val)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return val
-
-
-def _positive_int(text: str) -> int:
-    try:
-        val = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if val < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return val
 
 
 def add_parser(sub) -> None:
@@ -73,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True,
                    help="zoo name (digits-mlp, digits-cnn, resnet20, resnet56, mobilenetv1, "
                         "resnet50), a checkpoint path, or module:function")
-    p.add_argument("--flops", type=_kept_fraction, required=True, help="fraction of MACs kept")
+    p.add_argument("--flops", type=kept_fraction, required=True, help="fraction of MACs kept")
     p.add_argument("--solver", required=True,
                    help="a solver of the channels formulation (exact, fast, dp, pyomo-highs, "
                         "cpsat, uniform, global-threshold, ...)")
@@ -83,13 +54,13 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="write DIR/model.pt, record.json, problem.npz, selection.npz")
     p.add_argument("--input-shape", metavar="C,H,W")
-    p.add_argument("--time-limit", type=_positive_float, default=None, metavar="S")
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="S")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-keep", type=_positive_int, default=1,
+    p.add_argument("--min-keep", type=positive_int, default=1,
                    help="channels every prunable group keeps at least (default 1)")
-    p.add_argument("--calibration", type=_positive_int, default=DEFAULT_CALIBRATION,
+    p.add_argument("--calibration", type=positive_int, default=DEFAULT_CALIBRATION,
                    help="inputs for taylor scores")
-    p.add_argument("--eval-samples", type=_positive_int, default=DEFAULT_EVAL,
+    p.add_argument("--eval-samples", type=positive_int, default=DEFAULT_EVAL,
                    help="synthetic evaluation inputs (models without a data set)")
     p.add_argument("--data", metavar="FILE.npz", help="your data: arrays X (N,C,H,W) and y (N,)")
     p.set_defaults(func=cmd_channels)

@@ -9,20 +9,10 @@ progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import sys
 
-
-def _kept_fraction(text: str) -> float:
-    try:
-        val = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(val) and 0.0 < val <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be a fraction kept in (0, 1], got {text!r}")
-    return val
+from pruneopt.cli_types import kept_fraction
 
 
 def add_parser(sub) -> None:
@@ -32,8 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True,
                    help="zoo name (digits-mlp, digits-cnn, resnet20, resnet56, mobilenetv1, "
                         "resnet50), a checkpoint path, or module:function")
-    p.add_argument("--flops", type=_kept_fraction, required=True, help="fraction of MACs kept")
-    p.add_argument("--nnz", type=_kept_fraction, default=1.0,
+    p.add_argument("--flops", type=kept_fraction, required=True, help="fraction of MACs kept")
+    p.add_argument("--nnz", type=kept_fraction, default=1.0,
                    help="fraction of prunable weights kept (default 1: FLOP budget only)")
     p.add_argument("--method", choices=METHODS, default="falcon")
     p.add_argument("--out", metavar="DIR", help="write DIR/model.pt and DIR/record.json")
