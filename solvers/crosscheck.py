@@ -8,6 +8,10 @@ bound, the verdict of a row lists every flag that applies:
 3. ``infeasible-x``       — s returned an x that violates a constraint (or is not 0/1);
 4. ``optima-differ``      — s and another solver both claim proven optima that differ.
 
+A decision made elsewhere (a pruning method's mask) can stand beside the solvers: pass it in
+``decisions={name: x}`` and it gets a row of its own (status ``feasible`` or ``infeasible``,
+no bound), so that its gap to the best bound and any flag against it are read off the same table.
+
 Comparisons allow a relative tolerance (1e-9 by default, the proof tolerance), never an absolute
 one, so that verdicts do not depend on the units of the scores. A row with no flag
 reads ``ok``. Any flag is a bug in a formulation or a solver.
@@ -102,10 +106,26 @@ def verdicts(problem, results: Sequence[SolveResult], rtol: float = 1e-9) -> pd.
     return df
 
 
+def decision_result(problem, name: str, x) -> SolveResult:
+    """A fixed decision as a result row: objective recomputed, no bound, nothing proven."""
+    x = problem.canonical(x) if hasattr(problem, "canonical") else np.asarray(x)
+    ev = problem.evaluate(x)
+    ok = bool(problem.is_feasible(x))
+    return SolveResult(
+        solver=name, formulation=problem.kind, status="feasible" if ok else "infeasible", x=x,
+        objective=ev.objective, bound=math.nan, gap=math.nan, seconds=0.0,
+        proven_optimal=False, backend="decision", backend_version="", sense=problem.sense,
+        feasible=ok, usage=dict(ev.usage), message="a given decision (not a solver)")
+
+
 def crosscheck(problem, solvers: Iterable[str], *, time_limit=None,
-               options: dict[str, dict] | None = None, rtol: float = 1e-9) -> pd.DataFrame:
-    """Run ``solvers`` on ``problem`` and return one row per solver with its verdict."""
+               options: dict[str, dict] | None = None, rtol: float = 1e-9,
+               decisions: dict | None = None) -> pd.DataFrame:
+    """Run ``solvers`` on ``problem`` and return one row per solver with its verdict, plus one
+    row per given decision (``decisions={name: x}``)."""
     results = run_solvers(problem, solvers, time_limit=time_limit, options=options)
+    for name, x in (decisions or {}).items():
+        results.append(decision_result(problem, name, x))
     df = verdicts(problem, results, rtol=rtol)
     df.attrs["results"] = results
     return df
