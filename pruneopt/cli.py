@@ -96,7 +96,18 @@ def cmd_crosscheck(args) -> int:
     names = [s.strip() for s in args.solvers.split(",") if s.strip()]
     if not names:
         raise InputError("--solvers: give at least one solver name")
-    df = crosscheck(problem, names, time_limit=args.time_limit)
+    decisions = {}
+    for spec in args.decision or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--decision: must be NAME=FILE.npy, got {spec!r}")
+        try:
+            decisions[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--decision: cannot read {path}: {exc}") from None
+        if name in names:
+            raise InputError(f"--decision: {name!r} is also a solver name")
+    df = crosscheck(problem, names, time_limit=args.time_limit, decisions=decisions)
     if args.csv:
         tmp = args.csv + ".tmp"
         df.to_csv(tmp, index=False)
@@ -201,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crosscheck", help="several solvers side by side, with verdicts")
     p.add_argument("file")
     p.add_argument("--solvers", required=True, help="comma-separated solver names")
+    p.add_argument("--decision", action="append", metavar="NAME=FILE.npy",
+                   help="a decision made elsewhere (e.g. a pruning method's keep vector, "
+                        "written by `pruneopt prune --out`) to cross-check beside the solvers")
     p.add_argument("--time-limit", type=positive_float, default=None)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
@@ -237,10 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     from pruneopt import cli_allocate, cli_channels, cli_prune
+    from pruneopt import cli_sweep
 
     cli_prune.add_parser(sub)
     cli_channels.add_parser(sub)
     cli_allocate.add_parser(sub)
+    cli_sweep.add_parser(sub)
     return parser
 
 

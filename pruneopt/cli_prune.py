@@ -2,9 +2,13 @@
 
     pruneopt prune --model digits-mlp|digits-cnn|PATH|module:function --flops F [--nnz N]
                    --method falcon|falcon++|magnitude|chita|woodfisher [--out DIR] [--json]
+    pruneopt prune --model M --method autobot|fair|relaxation [--flops F | --tolerance A]
+                   [--finetune-epochs E] [--json]
 
-Budgets are fractions kept, in (0, 1]. With ``--json`` the record is the only thing on stdout;
-progress goes to stderr.
+Budgets are fractions kept, in (0, 1]. The structured pruners (AutoBot, FAIR-Pruner, the
+continuous relaxation) remove whole channels and add ``gaps`` to the record: their decisions
+measured against exact programs (:mod:`pruneopt.models.method_gaps`). With ``--json`` the record
+is the only thing on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -12,20 +16,23 @@ from __future__ import annotations
 import json
 import sys
 
-from pruneopt.cli_types import kept_fraction
+from pruneopt.cli_types import kept_fraction, positive_float, positive_int, unit_interval
 
 
 def add_parser(sub) -> None:
-    from pruneopt.models.defaults import BASE_LEVEL, DEFAULT_CALIBRATION, METHODS, STAGES
+    from pruneopt.models.defaults import ALL_METHODS, BASE_LEVEL, DEFAULT_CALIBRATION, STAGES
 
     p = sub.add_parser("prune", help="prune a PyTorch model under FLOP and NNZ budgets")
     p.add_argument("--model", required=True,
                    help="zoo name (digits-mlp, digits-cnn, resnet20, resnet56, mobilenetv1, "
                         "resnet50), a checkpoint path, or module:function")
-    p.add_argument("--flops", type=kept_fraction, required=True, help="fraction of MACs kept")
+    p.add_argument("--flops", type=kept_fraction, default=None,
+                   help="fraction of MACs kept (required except for fair and relaxation)")
+    p.add_argument("--tolerance", type=unit_interval, default=None,
+                   help="FAIR-Pruner's tolerance of difference α in [0, 1] (default 0.005)")
     p.add_argument("--nnz", type=kept_fraction, default=1.0,
                    help="fraction of prunable weights kept (default 1: FLOP budget only)")
-    p.add_argument("--method", choices=METHODS, default="falcon")
+    p.add_argument("--method", choices=ALL_METHODS, default="falcon")
     p.add_argument("--out", metavar="DIR", help="write DIR/model.pt and DIR/record.json")
     p.add_argument("--json", action="store_true", help="print the record as JSON only")
     p.add_argument("--solver", default="falcon",
@@ -43,16 +50,33 @@ def add_parser(sub) -> None:
     p.add_argument("--stages", type=int, default=STAGES, help="FALCON++ stages")
     p.add_argument("--base-level", type=float, default=BASE_LEVEL)
     p.add_argument("--finetune-epochs", type=int, default=0,
-                   help="fine-tuning epochs between FALCON++ stages (gradual pruning)")
+                   help="fine-tuning epochs between FALCON++ stages (gradual pruning), or "
+                        "after a structured method")
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--input-shape", metavar="C,H,W")
     p.add_argument("--data", metavar="FILE.npz", help="your data: arrays X (N,C,H,W) and y (N,)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-gaps", action="store_true",
+                   help="structured methods: skip the gap measures")
+    p.add_argument("--gap-calibration", type=positive_int, default=256,
+                   help="structured methods: samples for the true-loss gap enumeration")
+    p.add_argument("--max-combinations", type=positive_int, default=None,
+                   help="structured methods: largest prefix-count enumeration (default 4096)")
+    p.add_argument("--time-limit", type=positive_float, default=60.0,
+                   help="structured methods: seconds per exact solve of a gap measure")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prune)
 
 
 def cmd_prune(args) -> int:
+    from pruneopt.models.defaults import STRUCTURED_METHODS
+
+    if args.method in STRUCTURED_METHODS:
+        return _cmd_structured(args)
+    if args.flops is None:
+        raise ValueError(f"flops: --flops is required for {args.method}")
+    if args.tolerance is not None:
+        raise ValueError("tolerance: only FAIR-Pruner takes --tolerance")
     from pruneopt.models.defaults import DEFAULT_L2
     from pruneopt.models.pruning import PruneSettings
     from pruneopt.models.workflow import parse_input_shape, run_prune, save_checkpoint
@@ -82,4 +106,48 @@ def cmd_prune(args) -> int:
               f"({record['data']} data), {record['seconds']:.1f}s")
         for key, path in record.get("files", {}).items():
             print(f"{key}: {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_structured(args) -> int:
+    from pruneopt.models.structured_workflow import (
+        StructuredSettings,
+        run_structured,
+        save_structured,
+    )
+    from pruneopt.models.workflow import parse_input_shape
+
+    if args.nnz != 1.0:
+        raise ValueError(f"nnz: {args.method} removes whole channels and takes no NNZ budget")
+    settings = StructuredSettings(
+        method=args.method, keep_flops=args.flops, tolerance=args.tolerance, seed=args.seed,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        gaps=not args.no_gaps, gap_calibration=args.gap_calibration,
+        max_combinations=args.max_combinations, time_limit=args.time_limit)
+    settings.validate()
+    _, pruned, decision, record = run_structured(
+        args.model, settings, input_shape=parse_input_shape(args.input_shape),
+        data_file=args.data, progress=not args.no_progress)
+    if args.out:
+        record["files"] = save_structured(pruned, decision, record, args.out)
+    if args.json:
+        print(json.dumps(record, allow_nan=False))
+        return 0
+    asked = (f"tolerance {record['tolerance']}" if args.method == "fair"
+             else f"asked {record['flops_asked']}")
+    ft = (f", fine-tuned {record['accuracy_finetuned']:.4f}"
+          if record["accuracy_finetuned"] is not None else "")
+    print(f"{record['method']} on {record['model']}: MACs {record['macs_after']:,}/"
+          f"{record['macs_dense']:,} ({record['macs_kept']:.3f} kept, {asked}), NNZ "
+          f"{record['nnz_after']:,}/{record['nnz_dense']:,}, accuracy "
+          f"{record['accuracy_before']:.4f} -> {record['accuracy_after']:.4f}{ft} "
+          f"({record['data']} data), {record['seconds']:.1f}s")
+    for row in record["gaps"]:
+        if "skipped" in row:
+            print(f"  {row['measure']:<9} skipped: {row['skipped']}")
+        else:
+            print(f"  {row['measure']:<9} method {row['method_value']:.6g}  exact "
+                  f"{row['exact_value']:.6g}  gap {row['gap']:.3g}  ({row['description']})")
+    for key, path in record.get("files", {}).items():
+        print(f"{key}: {path}", file=sys.stderr)
     return 0

@@ -33,3 +33,10 @@ def positive_int(text: str) -> int:
     if val < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return val
+
+
+def unit_interval(text: str) -> float:
+    val = _number(text)
+    if not (math.isfinite(val) and 0.0 <= val <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return val
