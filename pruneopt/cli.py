@@ -26,7 +26,7 @@ import tempfile
 
 import numpy as np
 
-from pruneopt.cli_types import positive_float
+from pruneopt.cli_types import positive_float, positive_int
 
 
 class InputError(Exception):
@@ -165,7 +165,9 @@ def cmd_solvers(args) -> int:
 def cmd_report(args) -> int:
     from pruneopt.reports.gap_report import build_report
 
-    paths = build_report(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    paths = build_report(args.out, quick=args.quick, seed=args.seed,
+                         progress=not args.no_progress, config=args.config, resume=args.resume,
+                         workers=args.workers)
     for key, path in paths.items():
         print(f"{key}: {path}")
     return 0
@@ -246,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the main job: an optimality-gap report")
     p.add_argument("--out", default="pruneopt-report")
     p.add_argument("--quick", action="store_true", help="a one-minute version")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="your own study (the `pruneopt sweep` schema) instead of the default")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the jobs already in DIR/sweep-rows.csv (default: start afresh)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes (default: min(2, CPUs))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_report)

@@ -600,12 +600,30 @@ def _md_table(df: pd.DataFrame) -> str:
 TITLE = "pruneopt optimality-gap report"
 
 
+def _all_sections(rows: pd.DataFrame, meta: dict, extra) -> list[Section]:
+    """The joint-ILP sections (when there are joint rows) followed by ``extra``; the versions
+    section stays last."""
+    extra = list(extra or [])
+    if not len(rows):
+        return [Section("", _study_head(meta)), *extra,
+                Section("Versions", "", tables=[("", _versions_table(rows, meta))])]
+    secs = report_sections(rows, meta)
+    return [*secs[:-1], *extra, secs[-1]]
+
+
+def _study_head(meta: dict) -> str:
+    return (f"Study **{meta.get('study', 'study')}**, seed {meta.get('seed', 0)}, wall time "
+            f"{meta.get('wall_seconds', math.nan):.1f} s. Generated {meta.get('generated', '')} "
+            f"on {meta.get('host', '')}.")
+
+
 def render_markdown(rows: pd.DataFrame, meta: dict | None = None,
-                    plot_files: dict[str, str] | None = None) -> str:
-    """The Markdown report of a rows DataFrame (plots referenced by relative file name)."""
+                    plot_files: dict[str, str] | None = None, extra=None) -> str:
+    """The Markdown report of a rows DataFrame (plots referenced by relative file name);
+    ``extra``: more sections (the sweep part of the study)."""
     meta = meta or {}
     out = [f"# {TITLE}", ""]
-    for sec in report_sections(rows, meta):
+    for sec in _all_sections(rows, meta, extra):
         if sec.heading:
             out += [f"## {sec.heading}", ""]
         if sec.text:
@@ -624,11 +642,11 @@ def render_markdown(rows: pd.DataFrame, meta: dict | None = None,
 
 
 def render_html(rows: pd.DataFrame, meta: dict | None = None,
-                plots: dict[str, bytes] | None = None) -> str:
+                plots: dict[str, bytes] | None = None, extra=None) -> str:
     """The standalone HTML page of a rows DataFrame (plots as PNG bytes, embedded)."""
     from pruneopt.reports import html
 
-    return html.page(TITLE, report_sections(rows, meta or {}), plots or {})
+    return html.page(TITLE, _all_sections(rows, meta or {}, extra), plots or {})
 
 
 # ---------------------------------------------------------------------------------------- plots
@@ -758,37 +776,80 @@ def _environment() -> dict[str, str]:
             "matplotlib": matplotlib.__version__}
 
 
-def build_report(out_dir, *, quick: bool = False, seed: int = 0, progress: bool = True,
-                 workers: int | None = None, time_limit: float | None = None) -> dict[str, str]:
-    """Run the study and write ``rows.csv``, ``report.md``, ``index.html`` and the PNG plots.
+def _joint_as_sweep_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The joint study's rows in the sweep's column names, for the one rows file."""
+    if not len(rows):
+        return rows
+    out = rows.rename(columns={"keep_flops": "budget", "instance_seed": "seed"})
+    out.insert(0, "job_kind", "instance")
+    out.insert(0, "job_id", rows["instance"])
+    out["size"] = rows["p"]
+    return out
 
-    Returns the paths: ``{'html', 'markdown', 'rows', 'plot_gap_vs_budget',
-    'plot_time_vs_size'}``.
+
+def build_report(out_dir, *, quick: bool = False, seed: int = 0, progress: bool = True,
+                 workers: int | None = None, time_limit: float | None = None,
+                 config: str | os.PathLike | None = None, resume: bool = False
+                 ) -> dict[str, str]:
+    """Run the study and write ``rows.csv`` (and ``rows.parquet``), ``report.md``,
+    ``index.html`` and the PNG plots.
+
+    Without ``config``: the joint-ILP study (:func:`build_study`) and the default study of every
+    other formulation and every pruning method (:func:`~pruneopt.reports.study_report.
+    default_study_config`). With ``config`` (a TOML file in the ``pruneopt sweep`` schema,
+    validated before anything runs): that study only. The sweep part's rows go to
+    ``DIR/sweep-rows.csv`` as each job finishes; ``resume`` keeps the jobs already there
+    (otherwise the file is started afresh). Returns the paths written, by key.
     """
+    from pruneopt.reports.study_config import load_config, parse_config
+    from pruneopt.reports.study_report import default_study_config, study_plots, study_sections
+    from pruneopt.reports.sweep import run_sweep
+
+    study = (parse_config(default_study_config(quick=quick, seed=seed)) if config is None
+             else load_config(config))  # a bad config fails here, before any job
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
-    jobs = build_study(quick=quick, seed=seed, time_limit=time_limit)
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
-    rows = run_study(jobs, progress=progress, workers=workers)
+    if config is None:
+        jobs = build_study(quick=quick, seed=seed, time_limit=time_limit)
+        rows = run_study(jobs, progress=progress, workers=workers)
+    else:
+        jobs, rows = [], pd.DataFrame(columns=ROW_COLUMNS)
+    sweep_path = os.path.join(out_dir, "sweep-rows.csv")
+    if not resume and os.path.exists(sweep_path):
+        os.remove(sweep_path)
+    sweep_rows = run_sweep(study.jobs, sweep_path, executor="local", workers=workers,
+                           progress=progress)
     meta = {
-        "quick": quick, "seed": seed, "workers": max(1, min(workers, len(jobs))),
+        "quick": quick, "seed": seed if config is None else study.seed,
+        "study": study.name, "workers": max(1, min(workers, len(jobs) or 1)),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": _environment(),
     }
     paths = {"html": os.path.join(out_dir, "index.html"),
              "markdown": os.path.join(out_dir, "report.md"),
-             "rows": os.path.join(out_dir, "rows.csv")}
-    write_atomic(paths["rows"], rows.to_csv(index=False))
-    plots = make_plots(rows)
+             "rows": os.path.join(out_dir, "rows.csv"),
+             "rows_parquet": os.path.join(out_dir, "rows.parquet"),
+             "sweep_rows": sweep_path}
+    all_rows = pd.concat([_joint_as_sweep_rows(rows), sweep_rows], ignore_index=True,
+                         sort=False) if len(rows) else sweep_rows
+    write_atomic(paths["rows"], all_rows.to_csv(index=False))
+    buf = io.BytesIO()
+    all_rows.astype({c: "string" for c in all_rows.columns
+                     if all_rows[c].dtype == object}).to_parquet(buf, index=False)
+    write_atomic(paths["rows_parquet"], buf.getvalue())
+    plots = make_plots(rows) if len(rows) else {}
+    plots.update(study_plots(sweep_rows))
     for key, png in plots.items():
         paths[f"plot_{key}"] = write_atomic(os.path.join(out_dir, f"{key}.png"), png)
     meta["wall_seconds"] = time.perf_counter() - start
     plot_files = {key: paths[f"plot_{key}"] for key in plots}
-    write_atomic(paths["markdown"], render_markdown(rows, meta, plot_files))
-    write_atomic(paths["html"], render_html(rows, meta, plots))
+    extra = study_sections(sweep_rows, meta)
+    write_atomic(paths["markdown"], render_markdown(rows, meta, plot_files, extra))
+    write_atomic(paths["html"], render_html(rows, meta, plots, extra))
     return paths
 
 

@@ -108,7 +108,8 @@ EXTRA_KEYS = {
     "channels": ("dist", "channels"),
 }
 STUDY_KEYS = ("name", "seed", "time_limit")
-NETWORK_KEYS = ("model", "methods", "flops", "nnz", "count", "calibration")
+NETWORK_KEYS = ("model", "methods", "flops", "tolerances", "nnz", "count", "calibration",
+                "finetune_epochs", "stages", "max_combinations")
 TOP_KEYS = ("study", "instances", "networks")
 
 
@@ -323,10 +324,10 @@ def known_methods() -> tuple[str, ...]:
 
 
 def _network_jobs(block, path: str, seed: int) -> list[SweepJob]:
-    from pruneopt.models.defaults import DEFAULT_CALIBRATION
+    from pruneopt.models.defaults import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, STAGES
 
     _check_keys(block, path, NETWORK_KEYS)
-    for key in ("model", "flops"):
+    for key in ("model",):
         if key not in block:
             _fail(f"{path}.{key}", "is required")
     model = block["model"]
@@ -337,20 +338,39 @@ def _network_jobs(block, path: str, seed: int) -> list[SweepJob]:
     for i, m in enumerate(methods):
         if m not in known:
             _fail(f"{path}.methods[{i}]", f"unknown method {m!r} (known: {', '.join(known)})")
+    if "flops" not in block and any(m != "fair" for m in methods):
+        _fail(f"{path}.flops", "is required (every method but fair takes a FLOP budget)")
     flops = [_fraction(v, f"{path}.flops[{i}]")
-             for i, v in enumerate(_list(block["flops"], f"{path}.flops"))]
+             for i, v in enumerate(_list(block.get("flops", []), f"{path}.flops"))]
+    tolerances = []
+    for i, v in enumerate(_list(block.get("tolerances", [DEFAULT_TOLERANCE]),
+                                f"{path}.tolerances")):
+        if not _is_real(v) or not 0.0 <= float(v) <= 1.0:
+            _fail(f"{path}.tolerances[{i}]", f"must be a number in [0, 1], got {v!r}")
+        tolerances.append(float(v))
+    epochs = _int(block.get("finetune_epochs", 0), f"{path}.finetune_epochs", 0)
+    stages = _int(block.get("stages", STAGES), f"{path}.stages", 1)
+    max_comb = _int(block.get("max_combinations", 4096), f"{path}.max_combinations", 1)
     nnz = _fraction(block.get("nnz", 1.0), f"{path}.nnz")
     count = _int(block.get("count", 1), f"{path}.count", 1)
     calibration = _int(block.get("calibration", DEFAULT_CALIBRATION), f"{path}.calibration", 1)
-    params = (("calibration", calibration), ("nnz", nnz))
     jobs = []
     for method in methods:
-        for f in flops:
+        params = [("calibration", calibration), ("nnz", nnz)]
+        if epochs:
+            params.append(("finetune_epochs", epochs))
+        if method == "falcon++":
+            params.append(("stages", stages))
+        if method in ("autobot", "fair", "relaxation"):
+            params.append(("max_combinations", max_comb))
+        for f in (tolerances if method == "fair" else flops):  # FAIR: its tolerance α
+            extra = (("tolerance", f),) if method == "fair" else ()
             for rep in range(count):
                 # the same seed for every method and budget of a replicate: the same trained
                 # model, data split and calibration batch (common random numbers)
                 jobs.append(SweepJob(kind="network", model=model, method=method, budget=f,
-                                     seed=seed + rep, params=params, replicate=rep))
+                                     seed=seed + rep, params=tuple(params) + extra,
+                                     replicate=rep))
     return jobs
 
 
@@ -471,7 +491,11 @@ def _job_fields(job: SweepJob) -> dict:
         row.update(formulation=job.formulation, size=job.size, time_limit=job.time_limit,
                    keep_nnz=job.param("keep_nnz"))
     else:
-        row.update(model=job.model, method=job.method, flops=job.budget, nnz=job.param("nnz"))
+        row.update(model=job.model, method=job.method, nnz=job.param("nnz"))
+        if job.method == "fair":  # its "budget" is the tolerance α
+            row.update(tolerance=job.param("tolerance"), flops=None)
+        else:
+            row.update(flops=job.budget)
     return row
 
 
@@ -515,17 +539,50 @@ def run_prune_network(job: SweepJob) -> dict:
     from pruneopt.models.pruning import PruneSettings
     from pruneopt.models.workflow import run_prune
 
+    import torch
+
+    from pruneopt.models.costs import prunable_layers
+    from pruneopt.models.defaults import STAGES
+
     settings = PruneSettings(method=job.method, keep_flops=job.budget,
-                             keep_nnz=job.param("nnz", 1.0), seed=job.seed)
-    _, record = run_prune(job.model, settings, n_calibration=job.param("calibration", 128))
-    return {k: record.get(k) for k in ("accuracy_before", "accuracy_after", "macs_kept",
-                                       "nnz_kept", "budgets_met", "data", "seconds")}
+                             keep_nnz=job.param("nnz", 1.0), seed=job.seed,
+                             stages=job.param("stages", STAGES))
+    resolved, record = run_prune(job.model, settings,
+                                 n_calibration=job.param("calibration", 128))
+    layers = prunable_layers(resolved.model, torch.zeros((1, *resolved.input_shape)))
+    kept = {layer.name: int(torch.count_nonzero(layer.weight)) / layer.numel for layer in layers}
+    out = {k: record.get(k) for k in ("accuracy_before", "accuracy_after", "macs_kept",
+                                      "nnz_kept", "budgets_met", "data", "seconds")}
+    out["kept_fractions"] = json.dumps(kept)
+    return out
+
+
+def run_structured_network(job: SweepJob) -> dict:
+    """AutoBot, FAIR-Pruner and the relaxation: :func:`~pruneopt.models.structured_workflow.
+    run_structured`, with the per-group kept fractions and the gap measures as JSON."""
+    from pruneopt.models.structured_workflow import StructuredSettings, run_structured
+
+    fair = job.method == "fair"
+    settings = StructuredSettings(
+        method=job.method, keep_flops=None if fair else job.budget,
+        tolerance=job.param("tolerance") if fair else None, seed=job.seed,
+        finetune_epochs=job.param("finetune_epochs", 0),
+        gap_calibration=job.param("calibration", 128),
+        max_combinations=job.param("max_combinations"))
+    _, _, _, record = run_structured(job.model, settings)
+    out = {k: record.get(k) for k in ("accuracy_before", "accuracy_after", "accuracy_finetuned",
+                                      "macs_kept", "nnz_kept", "budgets_met", "data", "seconds")}
+    out["kept_fractions"] = json.dumps(record["kept_fractions"])
+    out["gaps"] = json.dumps(record["gaps"], allow_nan=True)
+    return out
 
 
 #: The single dispatch point of network jobs: method → callable(job) -> dict of row fields
 #: (accuracy_before, accuracy_after, macs_kept, nnz_kept, seconds, ...). Methods not listed run
 #: :func:`run_prune_network`. Entries added here are accepted as methods by the config.
-NETWORK_RUNNERS: dict[str, Callable[[SweepJob], dict]] = {}
+NETWORK_RUNNERS: dict[str, Callable[[SweepJob], dict]] = {
+    "autobot": run_structured_network, "fair": run_structured_network,
+    "relaxation": run_structured_network}
 
 
 def run_network_job(job: SweepJob) -> list[dict]:

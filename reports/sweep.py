@@ -59,8 +59,9 @@ SWEEP_COLUMNS = [
     "flop_budget", "time_limit", "solver", "kind", "status", "proven_optimal", "objective",
     "bound", "gap", "gap_to_best_bound", "feasible", "verdict",
     # network jobs
-    "model", "method", "flops", "nnz", "accuracy_before", "accuracy_after", "macs_kept",
-    "nnz_kept", "budgets_met", "data",
+    "model", "method", "flops", "tolerance", "nnz", "accuracy_before", "accuracy_after",
+    "accuracy_finetuned", "macs_kept", "nnz_kept", "budgets_met", "data", "kept_fractions",
+    "gaps",
     "seconds", "message",
 ]
 
