@@ -780,10 +780,10 @@ def _joint_as_sweep_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The joint study's rows in the sweep's column names, for the one rows file."""
     if not len(rows):
         return rows
-    out = rows.rename(columns={"keep_flops": "budget", "instance_seed": "seed"})
+    out = rows.copy()
     out.insert(0, "job_kind", "instance")
     out.insert(0, "job_id", rows["instance"])
-    out["size"] = rows["p"]
+    out["budget"], out["seed"], out["size"] = rows["keep_flops"], rows["instance_seed"], rows["p"]
     return out
 
 
