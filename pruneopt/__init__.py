@@ -8,8 +8,12 @@
 """
 
 from pruneopt.formulations import JointBudgetProblem, load_problem
+from pruneopt.formulations.allocation import AllocationProblem
+from pruneopt.formulations.channels import ChannelProblem
+from pruneopt.formulations.joint_qp import JointQuadraticProblem
 from pruneopt.solvers import SolveResult, available_solvers, crosscheck, solve
 
 __version__ = "0.1.0"
-__all__ = ["JointBudgetProblem", "SolveResult", "available_solvers", "crosscheck", "load_problem",
-           "solve", "__version__"]
+__all__ = ["AllocationProblem", "ChannelProblem", "JointBudgetProblem", "JointQuadraticProblem",
+           "SolveResult", "available_solvers", "crosscheck", "load_problem", "solve",
+           "__version__"]
