@@ -273,6 +273,16 @@ class ChannelGraph:
                 f"dense_macs={self.dense_macs:,})")
 
 
+def graph_module(model: nn.Module, name: str) -> nn.Module:
+    """The module a graph names (an activation point, a member), or a clear ValueError when the
+    model does not match the graph."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"model: has no module {name!r}; it does not match the channel "
+                         "graph") from None
+
+
 def _keep_vector(keep, n: int) -> np.ndarray:
     z = np.asarray(keep)
     if z.ndim != 1 or z.size != n:

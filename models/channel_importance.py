@@ -27,17 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph
+from pruneopt.models.channel_groups import ChannelGraph, graph_module
 
 SCORES = ("l1", "l2", "bn", "taylor")
-
-
-def _module(model: nn.Module, name: str) -> nn.Module:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        raise ValueError(f"model: has no module {name!r}; it does not match the channel "
-                         "graph") from None
 
 
 def filter_norm_scores(model: nn.Module, graph: ChannelGraph, p: int = 1) -> np.ndarray:
@@ -49,7 +41,7 @@ def filter_norm_scores(model: nn.Module, graph: ChannelGraph, p: int = 1) -> np.
     for name, info in graph.modules.items():
         if info.kind not in ("conv", "linear"):
             continue
-        w = _module(model, name).weight.detach().to("cpu", torch.float64)
+        w = graph_module(model, name).weight.detach().to("cpu", torch.float64)
         w = w.reshape(w.shape[0], -1)
         norms = (w.abs().sum(1) if p == 1 else w.square().sum(1).sqrt()).numpy()
         sel = info.out_gid >= 0
@@ -65,7 +57,7 @@ def bn_scores(model: nn.Module, graph: ChannelGraph) -> np.ndarray:
     for name, info in graph.modules.items():
         if info.kind != "bn":
             continue
-        m = _module(model, name)
+        m = graph_module(model, name)
         if not m.affine:
             continue
         gamma = m.weight.detach().to("cpu", torch.float64).abs().numpy()
@@ -117,7 +109,7 @@ def taylor_scores(model: nn.Module, graph: ChannelGraph, X: torch.Tensor,
 
     try:
         for name, flat_index in points.items():
-            handles.append(_module(model, name).register_forward_hook(make_hook(flat_index)))
+            handles.append(graph_module(model, name).register_forward_hook(make_hook(flat_index)))
         model.eval()
         ref = next(iter(model.parameters()), None)
         device = ref.device if ref is not None else X.device

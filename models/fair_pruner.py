@@ -81,7 +81,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph
+from pruneopt.models.channel_groups import ChannelGraph, graph_module
 from pruneopt.models.structured_decision import StructuredDecision
 
 __all__ = ["DEFAULT_SAMPLES_PER_CLASS", "fair_pruner", "r_scores", "separability",
@@ -129,14 +129,6 @@ def _check_data(X, y) -> tuple[torch.Tensor, torch.Tensor]:
     if torch.unique(y).numel() < 2:
         raise ValueError("y: needs at least 2 classes present (U-scores compare classes)")
     return X, y.long()
-
-
-def _module(model: nn.Module, name: str) -> nn.Module:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        raise ValueError(f"model: has no module {name!r}; it does not match the channel "
-                         "graph") from None
 
 
 def _device(model: nn.Module, X: torch.Tensor) -> torch.device:
@@ -291,7 +283,7 @@ def u_scores(model: nn.Module, graph: ChannelGraph, X: torch.Tensor, y: torch.Te
                 shapes[name] = (int(out.shape[1]), int(math.prod(out.shape[2:])))
             return hook
 
-        handles = [_module(model, n).register_forward_hook(shape_hook(n)) for n, _ in points]
+        handles = [graph_module(model, n).register_forward_hook(shape_hook(n)) for n, _ in points]
         try:
             with torch.no_grad():
                 model(X[:1].to(device))
@@ -330,7 +322,7 @@ def u_scores(model: nn.Module, graph: ChannelGraph, X: torch.Tensor, y: torch.Te
                         stores[name].append((a @ thetas[D].T).float())
                 return hook
 
-            handles = [_module(model, points[i][0]).register_forward_hook(
+            handles = [graph_module(model, points[i][0]).register_forward_hook(
                 store_hook(points[i][0])) for i in group]
             try:
                 with torch.no_grad():
@@ -370,7 +362,7 @@ def _channel_parameters(model: nn.Module, graph: ChannelGraph):
         rows = np.flatnonzero(gid >= 0)
         if rows.size == 0:
             continue
-        mod = _module(model, name)
+        mod = graph_module(model, name)
         flat = torch.as_tensor(ptr[gid[rows]] + ix[rows])
         rows_t = torch.as_tensor(rows)
         for p in (getattr(mod, "weight", None), getattr(mod, "bias", None)):

@@ -26,13 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph
+from pruneopt.models.channel_groups import ChannelGraph, graph_module
 
 MAX_COMBINATIONS = 4_096  # prefix-count combinations enumerated by default (the digits MLP: 2,048)
-
-
-def _module(model: nn.Module, name: str) -> nn.Module:
-    return dict(model.named_modules())[name]
 
 
 def masked_losses(model: nn.Module, graph: ChannelGraph, masks: np.ndarray, X: torch.Tensor,
@@ -65,7 +61,7 @@ def masked_losses(model: nn.Module, graph: ChannelGraph, masks: np.ndarray, X: t
     try:
         for name, gid, idx in graph.activations:
             flat = torch.as_tensor(ptr[gid] + idx)
-            handles.append(_module(model, name).register_forward_hook(make_hook(flat)))
+            handles.append(graph_module(model, name).register_forward_hook(make_hook(flat)))
         model.eval()
         with torch.no_grad():
             for start in range(0, masks.shape[0], per_pass):

@@ -27,6 +27,7 @@ what the penalty or the tolerance gives — so ``budgets_met`` is true and ``flo
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -245,20 +246,7 @@ def run_structured(spec: str, settings: StructuredSettings, *, input_shape=None,
         "stages": [],
         "seconds": time.perf_counter() - start,
     }
-    return resolved, pruned, decision, _jsonable(_plain(record))
-
-
-def _plain(value):
-    """numpy arrays inside a method's info as lists (the record is JSON)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    return value
+    return resolved, pruned, decision, _jsonable(record)
 
 
 def save_structured(pruned, decision, record: dict, out_dir) -> dict:
@@ -271,23 +259,13 @@ def save_structured(pruned, decision, record: dict, out_dir) -> dict:
 
     puts the method's decision beside the solvers."""
     from pruneopt.models.method_gaps import value_problem
+    from pruneopt.models.workflow import write_model_and_record
 
-    import json
-    import os
-    import pathlib
-
-    if not record.get("budgets_met", False):
-        raise RuntimeError("budgets: refusing to write a checkpoint that violates its budgets")
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"checkpoint": str(out / "model.pt"), "record": str(out / "record.json"),
-             "keep": str(out / "keep.npy"), "problem": str(out / "channels.npz")}
+    paths = write_model_and_record(pruned, record, out_dir)
+    paths["keep"] = os.path.join(os.fspath(out_dir), "keep.npy")
+    paths["problem"] = os.path.join(os.fspath(out_dir), "channels.npz")
     value_problem(decision).save(paths["problem"])
     np.save(paths["keep"], decision.keep.astype(np.int8))
-    tmp = out / ".model.pt.tmp"
-    torch.save(pruned, tmp)
-    os.replace(tmp, paths["checkpoint"])
-    (out / "record.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
     return paths
 
 

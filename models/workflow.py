@@ -277,16 +277,22 @@ def run_prune(spec: str, settings: PruneSettings, *, input_shape=None, n_calibra
 
 def save_checkpoint(resolved: ResolvedModel, record: dict, out_dir: str | os.PathLike) -> dict:
     """Write ``model.pt`` (architecture name + state_dict) and ``record.json`` into out_dir."""
+    ckpt = {"format": CHECKPOINT_FORMAT, "model": resolved.spec,
+            "input_shape": list(resolved.input_shape),
+            "state_dict": resolved.model.state_dict(), "record": json.dumps(record)}
+    return write_model_and_record(ckpt, record, out_dir)
+
+
+def write_model_and_record(obj, record: dict, out_dir) -> dict:
+    """``torch.save(obj)`` to DIR/model.pt (atomically) and the record to DIR/record.json;
+    refuses a record whose budgets were not met."""
     if not record.get("budgets_met", False):
         raise RuntimeError("budgets: refusing to write a checkpoint that violates its budgets")
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = {"format": CHECKPOINT_FORMAT, "model": resolved.spec,
-            "input_shape": list(resolved.input_shape),
-            "state_dict": resolved.model.state_dict(), "record": json.dumps(record)}
     paths = {"checkpoint": str(out / "model.pt"), "record": str(out / "record.json")}
     tmp = out / ".model.pt.tmp"
-    torch.save(ckpt, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, paths["checkpoint"])
     (out / "record.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
     return paths
@@ -297,6 +303,8 @@ def _jsonable(value):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return _jsonable(value.tolist())
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):

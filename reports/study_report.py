@@ -134,60 +134,48 @@ def gap_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------- plots
+def _per_formulation(inst: pd.DataFrame, x: str, y: str, *, floor: float, xlog: bool,
+                     xlabel: str, ylabel: str) -> bytes | None:
+    """One panel per formulation, one series per solver: points are runs, lines join the
+    medians at each x; y on a log scale with values below ``floor`` drawn at it."""
+    forms = list(dict.fromkeys(inst["formulation"])) if len(inst) else []
+    if not forms:
+        return None
+    fig = _figure(width=4.2 * len(forms), height=4.2)
+    axes = fig.subplots(1, len(forms), squeeze=False)[0]
+    for ax, form in zip(axes, forms, strict=True):
+        sub = inst[inst["formulation"] == form]
+        for k, (solver, s) in enumerate(sub.groupby("solver", sort=False)):
+            xs = _num(s[x]).to_numpy(float)
+            ys = np.maximum(_num(s[y]).to_numpy(float), floor)
+            style = {"color": f"C{k % 10}", "marker": _MARKERS[k % len(_MARKERS)]}
+            ax.scatter(xs, ys, s=12, alpha=0.35, **style)
+            med = pd.Series(ys).groupby(xs).median()
+            ax.plot(med.index, med.to_numpy(), lw=1.4, ms=5, label=solver, **style)
+        if xlog:
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(form)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(ylabel)
+    return _png(fig)
+
+
 def plot_gap_vs_budget_all(rows: pd.DataFrame) -> bytes | None:
     """Gap to the best bound vs the budget, one panel per formulation, one series per solver."""
     inst = instance_rows(rows)
     inst = inst[_bool(inst["feasible"])] if len(inst) else inst
-    forms = list(dict.fromkeys(inst["formulation"])) if len(inst) else []
-    if not forms:
-        return None
-    fig = _figure(width=4.2 * len(forms), height=4.2)
-    axes = fig.subplots(1, len(forms), squeeze=False)[0]
-    for ax, form in zip(axes, forms, strict=True):
-        sub = inst[inst["formulation"] == form]
-        for k, (solver, s) in enumerate(sub.groupby("solver", sort=False)):
-            g = np.maximum(_num(s["gap_to_best_bound"]).to_numpy(float), GAP_FLOOR)
-            b = _num(s["budget"]).to_numpy(float)
-            ax.scatter(b, g, s=12, alpha=0.35, color=f"C{k % 10}",
-                       marker=_MARKERS[k % len(_MARKERS)])
-            med = pd.Series(g).groupby(b).median()
-            ax.plot(med.index, med.to_numpy(), color=f"C{k % 10}", lw=1.4,
-                    marker=_MARKERS[k % len(_MARKERS)], ms=5, label=solver)
-        ax.set_yscale("log")
-        ax.set_title(form)
-        ax.set_xlabel("FLOP budget kept")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel(f"gap to the best bound (floor {GAP_FLOOR:g})")
-    return _png(fig)
+    return _per_formulation(inst, "budget", "gap_to_best_bound", floor=GAP_FLOOR, xlog=False,
+                            xlabel="FLOP budget kept",
+                            ylabel=f"gap to the best bound (floor {GAP_FLOOR:g})")
 
 
 def plot_seconds_vs_size_all(rows: pd.DataFrame) -> bytes | None:
     """Seconds vs instance size (items), one panel per formulation, log–log."""
-    inst = instance_rows(rows)
-    forms = list(dict.fromkeys(inst["formulation"])) if len(inst) else []
-    if not forms:
-        return None
-    fig = _figure(width=4.2 * len(forms), height=4.2)
-    axes = fig.subplots(1, len(forms), squeeze=False)[0]
-    for ax, form in zip(axes, forms, strict=True):
-        sub = inst[inst["formulation"] == form]
-        for k, (solver, s) in enumerate(sub.groupby("solver", sort=False)):
-            p = _num(s["p"]).to_numpy(float)
-            sec = np.maximum(_num(s["seconds"]).to_numpy(float), 1e-5)
-            ax.scatter(p, sec, s=12, alpha=0.35, color=f"C{k % 10}",
-                       marker=_MARKERS[k % len(_MARKERS)])
-            med = pd.Series(sec).groupby(p).median()
-            ax.plot(med.index, med.to_numpy(), color=f"C{k % 10}", lw=1.4,
-                    marker=_MARKERS[k % len(_MARKERS)], ms=5, label=solver)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(form)
-        ax.set_xlabel("size (items)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("seconds")
-    return _png(fig)
+    return _per_formulation(instance_rows(rows), "p", "seconds", floor=1e-5, xlog=True,
+                            xlabel="size (items)", ylabel="seconds")
 
 
 def plot_accuracy_vs_macs(rows: pd.DataFrame) -> bytes | None:

@@ -159,3 +159,25 @@ KNOWN_HARD = [
     # a non-integer FLOP budget and non-integer costs
     J([4.0, 3.0, 2.5, 1.0, 0.5], [2, 3], [1.5, 0.7], 4, 3.6),
 ]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (pytest -n 2 already uses both cores), restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def trained_digits_cnn():
+    """(model, channel graph, data split) of the digits CNN trained with seed 0."""
+    from pruneopt.models.channel_groups import build_channel_graph
+    from pruneopt.models.digits import load_digits_split, trained_model
+
+    model = trained_model("digits-cnn", seed=0)
+    data = load_digits_split(0)
+    return model, build_channel_graph(model, data.X_train[:1]), data

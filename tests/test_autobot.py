@@ -8,25 +8,16 @@ import torch
 
 from pruneopt.models.autobot import autobot, bisect_threshold, default_tolerance_macs
 from pruneopt.models.channel_groups import build_channel_graph
-from pruneopt.models.digits import load_digits_split, trained_model
 from pruneopt.models.structured_decision import StructuredDecision
 from pruneopt.models.zoo import build_model, input_shape
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    model = trained_model("digits-cnn", seed=0)
-    data = load_digits_split(0)
-    graph = build_channel_graph(model, data.X_train[:1])
-    return model, graph, data
+def digits(trained_digits_cnn):
+    return trained_digits_cnn
 
 
 def _macs(graph, keep):
