@@ -5,7 +5,7 @@
                                           [--keep-nnz 0.5] [--keep-flops 0.4] [--repeats 3]
                                           [--out results.json]
 
-For each seed, a generated instance (:func:`pruneopt.formulations.generate_allocation.
+For each seed, a generated instance (:func:`pruneopt.formulations.allocation.generate.
 generate_allocation`: random CNN-like layers with 10^3..2·10^6 weights, keep fractions j/m as
 options, convex-ish noisy loss curves, both budgets active) is solved by
 
@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 import pruneopt
-from pruneopt.formulations.generate_allocation import generate_allocation
+from pruneopt.formulations.allocation.generate import generate_allocation
 
 EXACT_TARGET_S = 1.0
 TRUE_GAP_TARGET = 0.005

@@ -103,7 +103,7 @@ def loadavg():
 # --------------------------------------------------------------------------------------- parts
 def run_exact(quick: bool, seed: int, time_limit: float) -> list[dict]:
     import pruneopt
-    from pruneopt.formulations.generate_channels import generate_channels
+    from pruneopt.formulations.channels.generate import generate_channels
 
     rows = []
     budgets = (0.5,) if quick else EXACT_BUDGETS
@@ -142,7 +142,7 @@ def run_exact(quick: bool, seed: int, time_limit: float) -> list[dict]:
 
 def run_fast(quick: bool, seed: int, repeats: int) -> list[dict]:
     import pruneopt
-    from pruneopt.formulations.generate_channels import generate_channels
+    from pruneopt.formulations.channels.generate import generate_channels
 
     cases = [(kf, dist, False) for dist in (("lognormal",) if quick else FAST_DISTS)
              for kf in ((0.5,) if quick else FAST_BUDGETS)]

@@ -24,7 +24,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from pruneopt.models import zoo
-    from pruneopt.models.channel_groups import channel_problem
+    from pruneopt.models.channels import channel_problem
     from pruneopt.models.digits import trained_model
     from pruneopt.solvers import solve
 

@@ -33,8 +33,8 @@ import tracemalloc
 import numpy as np
 
 import pruneopt
-from pruneopt.formulations.generate import generate_joint
-from pruneopt.solvers.fast.exact_joint import solve_exact
+from pruneopt.formulations.joint.generate import generate_joint
+from pruneopt.solvers.fast.joint.exact import solve_exact
 
 BUDGETS = ((0.2, 0.25), (0.4, 0.48), (0.6, 0.68))
 TARGET_RATIO = 5.0

@@ -169,9 +169,9 @@ def loadavg() -> list[float] | None:
 # ============================================================================ part 1: falcon
 def falcon_stage_times(problem) -> dict:
     """One FALCON run split into its stages, with the same calls as ``solve(problem, 'falcon')``."""
-    from pruneopt.solvers.fast.falcon import greedy_fill
-    from pruneopt.solvers.fast.lagrangian import solve_dual
-    from pruneopt.solvers.fast.sorted_layers import SortedLayers
+    from pruneopt.solvers.fast.joint.falcon import greedy_fill
+    from pruneopt.solvers.fast.joint.lagrangian import solve_dual
+    from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
     from pruneopt.solvers.result import finalize
 
     K, F = problem.nnz_budget, problem.flop_budget
@@ -220,7 +220,7 @@ def falcon_stage_times(problem) -> dict:
 
 
 def _loop_layers() -> int:
-    from pruneopt.solvers.fast import sorted_layers
+    from pruneopt.solvers.fast.joint import sorted_layers
 
     return int(getattr(sorted_layers, "_LOOP_LAYERS", 0))
 
@@ -248,9 +248,9 @@ def reference_sort_times(problem) -> dict:
 
 def falcon_stage_memory(problem) -> dict:
     """tracemalloc peak of each stage (bytes above what was live before it) / scores.nbytes."""
-    from pruneopt.solvers.fast.falcon import greedy_fill
-    from pruneopt.solvers.fast.lagrangian import solve_dual
-    from pruneopt.solvers.fast.sorted_layers import SortedLayers
+    from pruneopt.solvers.fast.joint.falcon import greedy_fill
+    from pruneopt.solvers.fast.joint.lagrangian import solve_dual
+    from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
     from pruneopt.solvers.result import finalize
 
     nbytes = problem.scores.nbytes
@@ -336,7 +336,7 @@ def falcon_profile(problem, top: int = 12) -> list[dict]:
 def bench_falcon_instance(network: str, keep_flops: float, keep_nnz: float, seed: int,
                           repeats: int, problem=None) -> dict:
     import pruneopt
-    from pruneopt.formulations.generate import generate_joint
+    from pruneopt.formulations.joint.generate import generate_joint
 
     t0 = time.perf_counter()
     if problem is None:
@@ -412,7 +412,7 @@ def bench_falcon_instance(network: str, keep_flops: float, keep_nnz: float, seed
 
 
 def run_falcon_part(networks: list[str], seed: int, quick: bool) -> list[dict]:
-    from pruneopt.formulations.generate import generate_joint
+    from pruneopt.formulations.joint.generate import generate_joint
 
     # load the solver registry (pyomo etc.) once before anything is timed
     import pruneopt
@@ -442,7 +442,7 @@ def _exact_worker(conn, solver: str, options: dict, gen_kwargs: dict, limit: flo
         pass
     try:
         import pruneopt
-        from pruneopt.formulations.generate import generate_joint
+        from pruneopt.formulations.joint.generate import generate_joint
 
         problem = generate_joint(**gen_kwargs)
         conn.send(("started", time.time()))
@@ -569,7 +569,7 @@ def _kill_worker(proc) -> None:
 def falcon_reference(p: int, seed: int) -> dict:
     """FALCON on the same instance, in this process: a certified bound and a feasible value."""
     import pruneopt
-    from pruneopt.formulations.generate import generate_joint
+    from pruneopt.formulations.joint.generate import generate_joint
 
     problem = generate_joint(**exact_instance_kwargs(p, seed))
     r = pruneopt.solve(problem, "falcon")

@@ -57,7 +57,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 import pruneopt
-from pruneopt.formulations.allocation import AllocationProblem
+from pruneopt.formulations.allocation.problem import AllocationProblem
 
 # (name, out_channels, in_channels, kernel (0 = Linear), output H (=W))
 LAYERS = [("conv1", 4, 1, 3, 8), ("conv2", 8, 4, 3, 4), ("conv3", 8, 8, 3, 4), ("fc", 10, 8, 0, 1)]

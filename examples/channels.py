@@ -7,7 +7,7 @@ The toy network (PyTorch, no biases), input 1×6×6:
     h = relu(conv3(h))          conv3: Conv2d(4→6, 3×3, stride 2, padding 1)    → 6×3×3
     y = fc(mean_hw(h))          fc:    Linear(6→3)                              → 3 classes
 
-``pruneopt.models.channel_groups.channel_problem`` traces it with torch.fx. The residual add
+``pruneopt.models.channels.channel_problem`` traces it with torch.fx. The residual add
 ties the outputs of conv1 and conv2 into one group A (4 channels, removed together); conv3's
 outputs are group B (6 channels); the fc outputs (3 classes) are fixed. Keeping k_A and k_B
 channels costs, in MACs per sample (a conv costs K²·H_out·W_out·k_in·k_out):
@@ -58,7 +58,7 @@ import torch
 from torch import nn
 
 import pruneopt
-from pruneopt.models.channel_groups import build_channel_graph, channel_problem
+from pruneopt.models.channels import build_channel_graph, channel_problem
 from pruneopt.models.channel_importance import channel_scores
 from pruneopt.models.costs import flop_counter_macs
 from pruneopt.models.shrink import shrink_model

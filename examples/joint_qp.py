@@ -56,7 +56,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 import pruneopt
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 
 N_SAMPLES = 6
 RIDGE = 0.01  # λ

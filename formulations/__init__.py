@@ -5,6 +5,6 @@ Nothing here imports a solver (import direction: formulations ← solvers ← mo
 
 from pruneopt.formulations.common import Evaluation
 from pruneopt.formulations.io import load_problem
-from pruneopt.formulations.joint import JointBudgetProblem
+from pruneopt.formulations.joint.problem import JointBudgetProblem
 
 __all__ = ["Evaluation", "JointBudgetProblem", "load_problem"]

@@ -10,10 +10,10 @@ from pruneopt.formulations.common import read_formulation_tag
 # tag -> (module, class) whose ``load`` reads it. Files without a tag are joint problems: the
 # original exchange format had no tag.
 _LOADERS = {
-    "joint": ("pruneopt.formulations.joint", "JointBudgetProblem"),
-    "joint-qp": ("pruneopt.formulations.joint_qp", "JointQuadraticProblem"),
-    "allocation": ("pruneopt.formulations.allocation", "AllocationProblem"),
-    "channels": ("pruneopt.formulations.channels", "ChannelProblem"),
+    "joint": ("pruneopt.formulations.joint.problem", "JointBudgetProblem"),
+    "joint-qp": ("pruneopt.formulations.joint_qp.problem", "JointQuadraticProblem"),
+    "allocation": ("pruneopt.formulations.allocation.problem", "AllocationProblem"),
+    "channels": ("pruneopt.formulations.channels.problem", "ChannelProblem"),
 }
 
 

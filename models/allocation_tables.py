@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pruneopt.formulations.allocation import AllocationProblem
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
-from pruneopt.solvers.fast.backsolve import quadratic_objective, restricted_ridge
+from pruneopt.formulations.allocation.problem import AllocationProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
+from pruneopt.solvers.fast.joint_qp.backsolve import quadratic_objective, restricted_ridge
 
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(0.1, 1.0, 10), 10))
 

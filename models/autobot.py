@@ -41,7 +41,7 @@ pruning method on the channel groups of a model, returning a
    +1,623 / +3,442 / +10,579 MACs (0.4 / 0.8 / 2.3 % of the dense 451,904) against the
    default tolerance of 452.
 
-MACs are the package's Conv2d/Linear count (:class:`~pruneopt.models.channel_groups.
+MACs are the package's Conv2d/Linear count (:class:`~pruneopt.models.channels.
 ChannelGraph`), not the reference's thop-style counter (which also counts BatchNorm), so that
 the exact programs of the gap measures use the same counter as the heuristic.
 """
@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruneopt.models.channel_gates import channel_group_index, gated, relaxed_macs
-from pruneopt.models.channel_groups import ChannelGraph
+from pruneopt.models.channels import ChannelGraph
 from pruneopt.models.structured_decision import StructuredDecision
 
 __all__ = ["autobot", "bisect_threshold", "default_tolerance_macs"]

@@ -6,7 +6,7 @@ Two structured pruning methods of the gap studies train one real gate per channe
 pieces, which live here:
 
 * :func:`gated` — a context manager that multiplies every channel, where it is produced, by its
-  gate. For a :class:`~pruneopt.models.channel_groups.ChannelGraph` the production points are
+  gate. For a :class:`~pruneopt.models.channels.ChannelGraph` the production points are
   ``graph.activations``: the BatchNorm that directly follows a producing conv (else the
   conv/linear itself). Channel i of group g at such a point is multiplied by
   ``gates[channel_ptr[g] + i]``. Channels tied by a residual add share a group, hence one gate,
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph
+from pruneopt.models.channels import ChannelGraph
 
 __all__ = ["GateHandle", "channel_group_index", "gated", "relaxed_macs"]
 

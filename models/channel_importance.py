@@ -1,4 +1,4 @@
-"""Channel importance scores, one per channel of a :class:`~pruneopt.models.channel_groups.
+"""Channel importance scores, one per channel of a :class:`~pruneopt.models.channels.
 ChannelGraph` (flat, group-major: the ``scores`` of a ChannelProblem).
 
 A group's channel i may be produced by several tied modules (the convs whose outputs a residual
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph, graph_module
+from pruneopt.models.channels import ChannelGraph, graph_module
 
 SCORES = ("l1", "l2", "bn", "taylor")
 

@@ -16,7 +16,7 @@ activations and pooling are not counted, which is exactly what
 products only) — :func:`flop_counter_macs` is the independent reference the tests compare with.
 
 The flat weight vector of a model (:func:`flatten_weights`, :func:`layer_ptr`) is laid out layer
-by layer, row-major, which is the item order of :class:`~pruneopt.formulations.joint.
+by layer, row-major, which is the item order of :class:`~pruneopt.formulations.joint.problem.
 JointBudgetProblem`; :func:`joint_problem` builds one from scores over that vector.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.formulations.joint import JointBudgetProblem
+from pruneopt.formulations.joint.problem import JointBudgetProblem
 
 
 @dataclass(eq=False)

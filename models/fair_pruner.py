@@ -1,6 +1,6 @@
 """FAIR-Pruner (Lin et al., arXiv 2508.02291): Wasserstein U-scores, Taylor R-scores and the
 tolerance of difference (ToD), as implemented in ``network-pruner`` v2.16, on the channel groups
-of a :class:`~pruneopt.models.channel_groups.ChannelGraph`.
+of a :class:`~pruneopt.models.channels.ChannelGraph`.
 
 Per prunable group l with n_l channels (units) i:
 
@@ -81,7 +81,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph, graph_module
+from pruneopt.models.channels import ChannelGraph, graph_module
 from pruneopt.models.structured_decision import StructuredDecision
 
 __all__ = ["DEFAULT_SAMPLES_PER_CLASS", "fair_pruner", "r_scores", "separability",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.models.costs import PrunableLayer, flatten_weights, layer_ptr
 from pruneopt.models.defaults import DEFAULT_L2
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph, graph_module
+from pruneopt.models.channels import ChannelGraph, graph_module
 
 MAX_COMBINATIONS = 4_096  # prefix-count combinations enumerated by default (the digits MLP: 2,048)
 

@@ -23,7 +23,7 @@ StructuredDecision`) with the exact optimum of a program built on the method's *
 
       maximize Σ_l Σ_k k·y_{l,k}  s.t.  Σ_l Σ_k (o_l(k) − α·k)·y_{l,k} ≤ 0,  Σ_k y_{l,k} = 1,
 
-  solved exactly as an :class:`~pruneopt.formulations.allocation.AllocationProblem` (loss −k, the
+  solved exactly as an :class:`~pruneopt.formulations.allocation.problem.AllocationProblem` (loss −k, the
   constraint shifted per layer by C_l = max_k (α·k − o_l(k)) ≥ 0 to make its costs
   non-negative). Every per-layer choice is globally feasible, so gap = (K* − K_FAIR)/K* ≥ 0 is
   the number of units the per-layer rule leaves unpruned at the same overall overlap.
@@ -142,7 +142,7 @@ def value_problem(decision: StructuredDecision):
     ``pruneopt prune --out DIR`` saves it as ``DIR/channels.npz`` so that ``pruneopt
     crosscheck`` can put the method's decision beside every solver.
     """
-    from pruneopt.formulations.channels import ChannelProblem
+    from pruneopt.formulations.channels.problem import ChannelProblem
 
     graph = decision.graph
     scores = decision.scores.copy()
@@ -181,7 +181,7 @@ def value_gap(decision: StructuredDecision, *, solver: str = "exact",
 # ------------------------------------------------------------------------------------ F4
 def global_tolerance_gap(decision: StructuredDecision, *, time_limit: float | None = 60.0) -> dict:
     """F4: FAIR's per-layer depths against the best depths under one global tolerance."""
-    from pruneopt.formulations.allocation import AllocationProblem
+    from pruneopt.formulations.allocation.problem import AllocationProblem
     from pruneopt.solvers.registry import solve
 
     alpha = float(decision.info["tolerance"])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.models.costs import (
     PrunableLayer,
     assign_weights,
@@ -126,8 +126,8 @@ def _restricted_problem(X, w, alive, layers, nnz_budget, flop_budget, settings):
 
 def _solve_stage(problem: JointQuadraticProblem, settings: PruneSettings, max_iter: int,
                  callback=None) -> tuple[np.ndarray, dict]:
-    from pruneopt.solvers.fast.falcon_qp import falcon_qp
-    from pruneopt.solvers.fast.qp_baselines import chita_qp, magnitude_qp, woodfisher_qp
+    from pruneopt.solvers.fast.joint_qp.falcon import falcon_qp
+    from pruneopt.solvers.fast.joint_qp.baselines import chita_qp, magnitude_qp, woodfisher_qp
 
     method = settings.method
     if method in ("falcon", "falcon++"):

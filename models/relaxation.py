@@ -80,7 +80,7 @@ from torch import fx, nn
 
 from pruneopt.models.autobot import _check_data, _check_fraction, _check_int, _check_real
 from pruneopt.models.channel_gates import gated, relaxed_macs
-from pruneopt.models.channel_groups import CHANNEL_MAPS, ChannelGraph
+from pruneopt.models.channels import CHANNEL_MAPS, ChannelGraph
 from pruneopt.models.structured_decision import StructuredDecision
 
 __all__ = ["continuous_relaxation", "residual_branches", "structure_from_gates"]
@@ -97,7 +97,7 @@ class _Tracer(fx.Tracer):
 def _trace_points(model: nn.Module) -> tuple[set[str], dict[str, str]]:
     """From the traced forward: the modules whose output is directly an operand of an add, and
     for each module called once whose only user is a BatchNorm, that BatchNorm (the activation
-    point of a conv, as :func:`~pruneopt.models.channel_groups.build_channel_graph` picks it)."""
+    point of a conv, as :func:`~pruneopt.models.channels.build_channel_graph` picks it)."""
     try:
         graph = _Tracer().trace(model)
     except Exception:  # noqa: BLE001 -- not traceable (any error): no collapse

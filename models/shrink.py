@@ -1,7 +1,7 @@
 """Physically remove channels: a smaller model whose MACs are exactly the formulation's.
 
-Given a model, its :class:`~pruneopt.models.channel_groups.ChannelGraph` and a keep vector z
-(flat, group-major: the :class:`~pruneopt.formulations.channels.ChannelProblem`'s decision),
+Given a model, its :class:`~pruneopt.models.channels.ChannelGraph` and a keep vector z
+(flat, group-major: the :class:`~pruneopt.formulations.channels.problem.ChannelProblem`'s decision),
 :func:`shrink_model` returns a deep copy in which every Conv2d, BatchNorm and Linear touching a
 pruned group is replaced by a smaller module with the kept slices of its weights:
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph, ChannelMap, ModuleChannels, _keep_vector
+from pruneopt.models.channels import ChannelGraph, ChannelMap, ModuleChannels, keep_vector
 
 __all__ = ["ChannelMap", "check_keep", "mask_channels", "shrink_model"]
 
@@ -52,7 +52,7 @@ def _positions(gid: np.ndarray, idx: np.ndarray, z: np.ndarray, ptr: np.ndarray)
 def check_keep(graph: ChannelGraph, keep) -> np.ndarray:
     """The keep vector as bool[N], after checking it against the graph: fixed groups whole,
     every group at least one channel. Raises ``ValueError("keep: ...")``."""
-    z = _keep_vector(keep, graph.num_channels)
+    z = keep_vector(keep, graph.num_channels)
     k = graph.counts(z)
     n = graph.sizes
     bad = np.flatnonzero(graph.fixed & (k < n))

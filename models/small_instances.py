@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.models.costs import flatten_weights, layer_ptr, prunable_layers
 from pruneopt.models.defaults import DEFAULT_L2
 from pruneopt.models.digits import load_digits_split, trained_model

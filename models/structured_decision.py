@@ -2,9 +2,9 @@
 continuous relaxation, from which the gap measures (:mod:`pruneopt.models.method_gaps`) are
 computed against exact solutions of the channel-selection program (DESIGN §2c).
 
-Every method works on the channel groups of a :class:`~pruneopt.models.channel_groups.
+Every method works on the channel groups of a :class:`~pruneopt.models.channels.
 ChannelGraph` and ends with a 0/1 keep vector z over its channels (flat, group-major: the
-decision of a :class:`~pruneopt.formulations.channels.ChannelProblem`). Besides z it reports
+decision of a :class:`~pruneopt.formulations.channels.problem.ChannelProblem`). Besides z it reports
 
 * ``scores`` s ≥ 0 — the per-channel values the method itself ranks by in the measured
   sense: AutoBot's gate values λ, FAIR's R-scores (the Taylor reconstruction error a pruned
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from pruneopt.models.channel_groups import ChannelGraph
+from pruneopt.models.channels import ChannelGraph
 
 
 @dataclass(eq=False)

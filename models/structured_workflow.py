@@ -1,7 +1,7 @@
 """``pruneopt prune --method autobot|fair|relaxation``: a structured pruner end to end.
 
 1. resolve the model and its data (as for FALCON: :mod:`pruneopt.models.workflow`);
-2. trace its channel groups (:func:`~pruneopt.models.channel_groups.build_channel_graph`);
+2. trace its channel groups (:func:`~pruneopt.models.channels.build_channel_graph`);
 3. run the method on the training split — AutoBot towards ``keep_flops``, FAIR-Pruner with its
    tolerance α, the continuous relaxation with ``keep_flops`` as its penalty target — which
    returns a :class:`~pruneopt.models.structured_decision.StructuredDecision`;
@@ -144,7 +144,7 @@ def run_structured(spec: str, settings: StructuredSettings, *, input_shape=None,
     ``pruned`` is the shrunk (or, after a collapse, masked) model, ``decision`` the method's
     :class:`StructuredDecision` and ``record`` the JSON-ready record.
     """
-    from pruneopt.models.channel_groups import build_channel_graph
+    from pruneopt.models.channels import build_channel_graph
     from pruneopt.models.costs import flop_counter_macs
     from pruneopt.models.digits import evaluate_accuracy
     from pruneopt.models.finetune import fine_tune

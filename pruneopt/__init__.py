@@ -8,9 +8,9 @@
 """
 
 from pruneopt.formulations import JointBudgetProblem, load_problem
-from pruneopt.formulations.allocation import AllocationProblem
-from pruneopt.formulations.channels import ChannelProblem
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
+from pruneopt.formulations.allocation.problem import AllocationProblem
+from pruneopt.formulations.channels.problem import ChannelProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.solvers import SolveResult, available_solvers, crosscheck, solve
 
 __version__ = "0.1.0"

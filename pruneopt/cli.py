@@ -125,7 +125,7 @@ def cmd_crosscheck(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from pruneopt.formulations.generate import generate_joint
+    from pruneopt.formulations.joint.generate import generate_joint
 
     problem = generate_joint(layers=args.layers, items=args.items, dist=args.dist,
                              shape=args.shape, keep_nnz=args.keep_nnz,
@@ -196,7 +196,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pruneopt.formulations.generate import DISTRIBUTIONS, SHAPES
+    from pruneopt.formulations.joint.generate import DISTRIBUTIONS, SHAPES
 
     parser = _Parser(prog="pruneopt", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

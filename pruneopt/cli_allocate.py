@@ -51,7 +51,7 @@ def _fractions(text):
 
 
 def cmd_allocate(args) -> int:
-    from pruneopt.formulations.allocation import AllocationProblem
+    from pruneopt.formulations.allocation.problem import AllocationProblem
     from pruneopt.solvers import solve
 
     record: dict = {"command": "allocate", "flops_asked": args.flops, "nnz_asked": args.nnz}

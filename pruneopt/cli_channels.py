@@ -5,7 +5,7 @@
 
 MODEL is resolved as for ``pruneopt prune`` (zoo name, checkpoint, or module:function with
 --input-shape). The channel groups and their bilinear MAC model come from the network's graph
-(:mod:`pruneopt.models.channel_groups`); the channel-selection problem (DESIGN §2c) keeps at most
+(:mod:`pruneopt.models.channels`); the channel-selection problem (DESIGN §2c) keeps at most
 F·(dense MACs) and is solved by any solver registered for the "channels" formulation (exact,
 fast, dp, pyomo-highs, cpsat, uniform, global-threshold, ...); the model is then shrunk
 physically and its MACs are recounted with ``FlopCounterMode`` on the shrunk model, which must
@@ -114,8 +114,8 @@ def run_channels(args) -> tuple[object, dict, dict]:
     """Everything but the printing: returns (shrunk model, record, extras for --out)."""
     import torch
 
-    from pruneopt.formulations.channels import ChannelProblem
-    from pruneopt.models.channel_groups import build_channel_graph, channel_problem
+    from pruneopt.formulations.channels.problem import ChannelProblem
+    from pruneopt.models.channels import build_channel_graph, channel_problem
     from pruneopt.models.channel_importance import channel_scores
     from pruneopt.models.costs import flop_counter_macs
     from pruneopt.models.digits import DIGITS_MODELS, evaluate_accuracy

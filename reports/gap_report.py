@@ -87,7 +87,7 @@ class InstanceSpec:
         return f"{size}-{self.dist}-F{self.keep_flops:g}"
 
     def build(self):
-        from pruneopt.formulations.generate import generate_joint
+        from pruneopt.formulations.joint.generate import generate_joint
 
         return generate_joint(layers=self.layers, items=self.items, dist=self.dist,
                               shape=self.shape, keep_nnz=self.keep_nnz,

@@ -29,7 +29,7 @@ A full example (``examples/sweep_small.toml`` is a runnable one)::
 
 **Size parameter per formulation** (an integer ≥ 1, or a network name where listed):
 
-* ``joint`` — p items (:func:`~pruneopt.formulations.generate.generate_joint`, shape ``random``)
+* ``joint`` — p items (:func:`~pruneopt.formulations.joint.generate.generate_joint`, shape ``random``)
   in ``layers`` layers (optional key; default clip(round(√p), 1, 20), at most p); or a layer
   table name ``resnet20`` | ``mobilenetv1`` | ``resnet50``. Optional keys ``dist``, ``keep_nnz``
   (default: no NNZ constraint, i.e. 1), ``layers``.
@@ -39,11 +39,11 @@ A full example (``examples/sweep_small.toml`` is a runnable one)::
   16) rows of X ~ N(0, 0.5²), w̄ ~ N(0, 0.3²), ridge 0.05, min(3, p) layers with MAC costs drawn
   from {1, 16, 64, 256}. Optional keys ``keep_nnz`` (default 1), ``samples``, ``layers``.
 * ``allocation`` — L layers of the ``random`` shape
-  (:func:`~pruneopt.formulations.generate_allocation.generate_allocation`) with ``options`` keep
+  (:func:`~pruneopt.formulations.allocation.generate.generate_allocation`) with ``options`` keep
   fractions each (optional key, default 10); or a layer table name. Optional ``keep_nnz``
   (default: no NNZ budget).
 * ``channels`` — G channel groups of the ``random`` DAG shape
-  (:func:`~pruneopt.formulations.generate_channels.generate_channels`) of at most ``channels``
+  (:func:`~pruneopt.formulations.channels.generate.generate_channels`) of at most ``channels``
   channels each (optional key, default 16); or the channel groups of ``resnet20`` | ``resnet56``
   | ``resnet50``. Optional ``dist``.
 
@@ -226,9 +226,9 @@ def _names(v, path: str) -> list[str]:
 
 def _dist(v, path: str, formulation: str) -> str:
     if formulation == "joint":
-        from pruneopt.formulations.generate import DISTRIBUTIONS
+        from pruneopt.formulations.joint.generate import DISTRIBUTIONS
     else:
-        from pruneopt.formulations.generate_channels import DISTRIBUTIONS
+        from pruneopt.formulations.channels.generate import DISTRIBUTIONS
     if v not in DISTRIBUTIONS:
         _fail(path, f"unknown distribution {v!r} (known: {', '.join(DISTRIBUTIONS)})")
     return str(v)
@@ -433,7 +433,7 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
 def random_joint_qp(*, p: int, keep_flops: float, keep_nnz: float = 1.0, seed: int = 0,
                     samples: int = 16, layers: int | None = None):
     """A random full joint problem (a') from numpy alone (see the module docstring)."""
-    from pruneopt.formulations.joint_qp import JointQuadraticProblem
+    from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 
     rng = np.random.default_rng(seed)
     L = max(1, min(3 if layers is None else layers, p))
@@ -451,7 +451,7 @@ def build_instance(job: SweepJob):
     """The problem of an instance job, rebuilt from its spec (same job → same instance)."""
     f, size, budget, seed = job.formulation, job.size, job.budget, job.seed
     if f == "joint":
-        from pruneopt.formulations.generate import generate_joint
+        from pruneopt.formulations.joint.generate import generate_joint
 
         if isinstance(size, str):
             return generate_joint(shape=size, dist=job.param("dist", "kaiming"),
@@ -466,14 +466,14 @@ def build_instance(job: SweepJob):
                                seed=seed, samples=job.param("samples", 16),
                                layers=job.param("layers"))
     if f == "allocation":
-        from pruneopt.formulations.generate_allocation import generate_allocation
+        from pruneopt.formulations.allocation.generate import generate_allocation
 
         shape = size if isinstance(size, str) else "random"
         return generate_allocation(layers=size if isinstance(size, int) else 20,
                                    options=job.param("options", 10), seed=seed,
                                    keep_nnz=job.param("keep_nnz"), keep_flops=budget, shape=shape)
     if f == "channels":
-        from pruneopt.formulations.generate_channels import generate_channels
+        from pruneopt.formulations.channels.generate import generate_channels
 
         shape = size if isinstance(size, str) else "random"
         return generate_channels(shape=shape, seed=seed, keep_flops=budget,

@@ -41,11 +41,11 @@ def register(spec: SolverSpec) -> SolverSpec:
 
 # One module of registrations per formulation; importing it registers its solvers.
 BACKEND_MODULES = (
-    "pruneopt.solvers.backends",
-    "pruneopt.solvers.joint_qp_backends",
-    "pruneopt.solvers.joint_qp_fast",
-    "pruneopt.solvers.allocation_backends",
-    "pruneopt.solvers.channels_backends",
+    "pruneopt.solvers.joint.registrations",
+    "pruneopt.solvers.joint_qp.registrations",
+    "pruneopt.solvers.joint_qp.heuristics",
+    "pruneopt.solvers.allocation.registrations",
+    "pruneopt.solvers.channels.registrations",
 )
 
 

@@ -20,12 +20,12 @@ import math
 
 import numpy as np
 
-from pruneopt.solvers.fast.sorted_layers import SortedLayers
+from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
 
 
 # No scaled score may exceed this: HiGHS reads 1e20 as infinity and SCIP rejects such data, and
 # a range wider than this cannot be resolved by any float solver anyway (the check on the answer,
-# :mod:`pruneopt.solvers.joint_polish`, catches what the solver then misses).
+# :mod:`pruneopt.solvers.joint.polish`, catches what the solver then misses).
 MAX_SCALED_SCORE = 1e10
 
 

@@ -175,7 +175,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def trained_digits_cnn():
     """(model, channel graph, data split) of the digits CNN trained with seed 0."""
-    from pruneopt.models.channel_groups import build_channel_graph
+    from pruneopt.models.channels import build_channel_graph
     from pruneopt.models.digits import load_digits_split, trained_model
 
     model = trained_model("digits-cnn", seed=0)

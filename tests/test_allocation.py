@@ -15,8 +15,8 @@ from scipy.optimize import linprog
 from scipy.sparse import csr_matrix
 
 import pruneopt
-from pruneopt.formulations.allocation import AllocationProblem
-from pruneopt.formulations.generate_allocation import generate_allocation
+from pruneopt.formulations.allocation.problem import AllocationProblem
+from pruneopt.formulations.allocation.generate import generate_allocation
 from pruneopt.formulations.io import load_problem
 from pruneopt.solvers.crosscheck import any_flag
 

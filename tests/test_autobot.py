@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pruneopt.models.autobot import autobot, bisect_threshold, default_tolerance_macs
-from pruneopt.models.channel_groups import build_channel_graph
+from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.structured_decision import StructuredDecision
 from pruneopt.models.zoo import build_model, input_shape
 

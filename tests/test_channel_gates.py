@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pruneopt.models.channel_gates import gated, relaxed_macs
-from pruneopt.models.channel_groups import build_channel_graph
+from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.shrink import mask_channels
 from pruneopt.models.zoo import build_model, input_shape
 

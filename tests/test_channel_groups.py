@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruneopt.models import zoo
-from pruneopt.models.channel_groups import build_channel_graph, channel_problem, group_scores
+from pruneopt.models.channels import build_channel_graph, channel_problem, group_scores
 from pruneopt.models.channel_importance import channel_scores
 from pruneopt.models.costs import flop_counter_macs
 from pruneopt.models.shrink import ChannelMap, mask_channels, shrink_model
@@ -507,7 +507,7 @@ def test_cli_json_record(tmp_path):
     assert (tmp_path / "record.json").exists() and (tmp_path / "problem.npz").exists()
     shrunk = torch.load(tmp_path / "model.pt", weights_only=False)
     assert flop_counter_macs(shrunk, torch.zeros(1, 1, 8, 8)) == rec["macs_measured"]
-    from pruneopt.formulations.channels import ChannelProblem
+    from pruneopt.formulations.channels.problem import ChannelProblem
 
     assert ChannelProblem.load(tmp_path / "problem.npz").dense_flops == 451904
 

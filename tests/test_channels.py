@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pruneopt
-from pruneopt.formulations.channels import ChannelProblem
-from pruneopt.formulations.generate_channels import SHAPES, generate_channels
+from pruneopt.formulations.channels.problem import ChannelProblem
+from pruneopt.formulations.channels.generate import SHAPES, generate_channels
 from pruneopt.formulations.network_shapes import layer_arrays, resnet20, resnet50
 from pruneopt.solvers.crosscheck import crosscheck
-from pruneopt.solvers.fast.channels_dp import CountElimination, chain_order
+from pruneopt.solvers.fast.channels.dp import CountElimination, chain_order
 from pruneopt.solvers.registry import solver_specs
 
 from conftest import all_selections, score_values

@@ -44,7 +44,7 @@ def instance(tmp_path_factory):
 
 
 def test_generate_writes_the_same_instance_as_the_api(instance):
-    from pruneopt.formulations.generate import generate_joint
+    from pruneopt.formulations.joint.generate import generate_joint
 
     p = JointBudgetProblem.load(instance)
     q = generate_joint(layers=3, items=14, dist="ties", seed=5)

@@ -10,7 +10,7 @@ import pytest
 from pruneopt.cli import main
 from pruneopt.models.allocation_tables import allocation_table, layer_masks
 from pruneopt.models.small_instances import sampled_problem
-from pruneopt.solvers.fast.backsolve import quadratic_objective, restricted_ridge
+from pruneopt.solvers.fast.joint_qp.backsolve import quadratic_objective, restricted_ridge
 
 
 def test_csv_table_hand_checked(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-from pruneopt.formulations.generate import generate_joint
+from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.solvers import registry
 from pruneopt.solvers.crosscheck import verdicts
 

@@ -7,7 +7,7 @@ import pytest
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-from pruneopt.formulations.generate import generate_joint
+from pruneopt.formulations.joint.generate import generate_joint
 
 # regime -> (keep_nnz, keep_flops): which budgets bind
 REGIMES = {

@@ -22,9 +22,9 @@ from scipy.optimize import linprog
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-from pruneopt.formulations.generate import generate_joint
-from pruneopt.solvers.fast import exact_joint as ej
-from pruneopt.solvers.fast.exact_joint import solve_exact
+from pruneopt.formulations.joint.generate import generate_joint
+from pruneopt.solvers.fast.joint import exact as ej
+from pruneopt.solvers.fast.joint.exact import solve_exact
 
 from conftest import KNOWN_HARD, J, all_selections, tiny_joint_problems
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import wasserstein_distance
 from torch import nn
 
-from pruneopt.models.channel_groups import build_channel_graph
+from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.digits import evaluate_accuracy, load_digits_split, trained_model
 from pruneopt.models.fair_pruner import (_directions, fair_pruner, r_scores, separability,
                                          tod_counts, u_scores)

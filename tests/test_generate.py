@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pruneopt import JointBudgetProblem
-from pruneopt.formulations.generate import DISTRIBUTIONS, SHAPES, generate_joint
+from pruneopt.formulations.joint.generate import DISTRIBUTIONS, SHAPES, generate_joint
 from pruneopt.formulations.network_shapes import NETWORKS, layer_arrays, resnet50
 
 

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 import pruneopt
 from pruneopt.formulations.io import load_problem
-from pruneopt.formulations.joint import JointBudgetProblem
-from pruneopt.formulations.joint_qp import JointQuadraticProblem
+from pruneopt.formulations.joint.problem import JointBudgetProblem
+from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.solvers.crosscheck import crosscheck
-from pruneopt.solvers.fast.backsolve import quadratic_objective, restricted_ridge
-from pruneopt.solvers.miqp_enumerate import maximal_supports
-from pruneopt.solvers.pyomo_runner import scip_available
+from pruneopt.solvers.fast.joint_qp.backsolve import quadratic_objective, restricted_ridge
+from pruneopt.solvers.joint_qp.enumerate import maximal_supports
+from pruneopt.solvers.backends.pyomo_runner import scip_available
 from pruneopt.solvers.registry import available_solvers, solve
 
 needs_scip = pytest.mark.skipif(not scip_available(), reason="pyscipopt is not installed")

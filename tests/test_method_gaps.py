@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pruneopt.models.channel_groups import build_channel_graph
+from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.mask_enumeration import best_prefix_mask, masked_losses, prefix_masks
 from pruneopt.models.method_gaps import (
     all_cuts,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruneopt.models.channel_gates import gated, relaxed_macs
-from pruneopt.models.channel_groups import build_channel_graph
+from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.relaxation import (continuous_relaxation, residual_branches,
                                         structure_from_gates)
 from pruneopt.models.structured_decision import StructuredDecision

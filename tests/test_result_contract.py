@@ -10,7 +10,7 @@ import pytest
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-from pruneopt.formulations.generate import generate_joint
+from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.solvers.result import finalize, relative_gap
 
 ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "exact", "falcon", "magnitude",

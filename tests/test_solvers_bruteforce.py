@@ -10,7 +10,7 @@ from scipy.optimize import linprog
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-from pruneopt.formulations.generate import DISTRIBUTIONS, generate_joint
+from pruneopt.formulations.joint.generate import DISTRIBUTIONS, generate_joint
 
 from conftest import KNOWN_HARD, J, brute_force, rel_close, scale_of, tiny_joint_problems
 

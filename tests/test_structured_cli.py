@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pruneopt.cli import main
-from pruneopt.formulations.channels import ChannelProblem
+from pruneopt.formulations.channels.problem import ChannelProblem
 
 REQUIRED = {"method", "model", "flops_asked", "nnz_asked", "macs_before", "macs_after",
             "nnz_before", "nnz_after", "accuracy_before", "accuracy_after", "seconds", "gaps",

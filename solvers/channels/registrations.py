@@ -1,0 +1,516 @@
+"""Registration of every solver of the structured channel-selection formulation.
+
+| name                  | kind      | what it is                                            |
+|-----------------------|-----------|-------------------------------------------------------|
+| pyomo-highs           | exact     | P1, the layered-graph MILP in Pyomo, HiGHS, zero gap  |
+| pyomo-highs-mccormick | exact     | P1′, integer counts, McCormick products, zero gap     |
+| cpsat                 | exact     | CP-SAT on integer counts, integerised values          |
+| pyomo-scip            | exact     | P1 (or P1′, ``form=``) through SCIP ([scip] extra)    |
+| dp                    | exact     | budgeted Pareto DP along a chain (chains only)        |
+| exact                 | exact     | dp on a chain, else P1 on HiGHS, seeded by ``fast``   |
+| fast                  | fast      | Lagrangian relaxation, count DPs: certified bound     |
+| uniform               | heuristic | one keep ratio for every group, largest that fits     |
+| global-threshold      | heuristic | one threshold on mean-normalised scores (Torch-Pruning) |
+
+**What is exact.** The MILP and CP solvers are exact up to their tolerances; their answers go
+through :func:`~pruneopt.solvers.result.finalize` (objective recomputed in float64 from the
+returned z), and an answer of a floating-point MILP is challenged by exchange moves on the
+counts: a better neighbour refutes its "optimal". ``dp`` is exact in float64 (its pruning bound
+is a Lagrangian one, valid by weak duality). ``fast`` proves optimality only when its certified
+Lagrangian bound meets its objective; the baselines carry the trivial bound Σ_g V_g(n_g).
+
+Numerics (DESIGN §7): MAC coefficients are divided by their gcd when they are integers (exact),
+never normalised to fractions; values are scaled by σ = 1 / (the median over groups of the last
+kept score of the Lagrangian solution), which puts the scores the solver must decide between at
+order one (a HiGHS "error" is retried once at σ = 1 / the smallest positive score). HiGHS runs
+with ``mip_feasibility_tolerance`` 1e-9: at its default 1e-6 a count 1e-6 off an integer moved
+P1′'s value cuts enough that its bound missed the recomputed objective by 1e-7. CP-SAT's value
+scale is set by the fast Lagrangian bound U (σ = 2^50 / U, counts worth more than U removed),
+so that a small optimum stays resolved (:mod:`pruneopt.formulations.channels.cpsat_model`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pruneopt.formulations.channels.problem import ChannelProblem
+from pruneopt.solvers.registry import SolverSpec, register
+from pruneopt.solvers.result import finalize
+
+CHANNELS = ChannelProblem.kind
+ZERO_GAP = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
+# At HiGHS's default 1e-6 a count may sit 1e-6 off an integer, which moves P1′'s value cuts by
+# that much: the reported bound then misses the recomputed objective by ~1e-7 (measured).
+HIGHS_TOLERANCES = {"mip_feasibility_tolerance": 1e-9}
+# With a time limit, Pyomo models with more variables than this run in a worker ended at the
+# limit (+ grace): HiGHS can overrun its own limit (DESIGN §7).
+GUARD_VARIABLES = 20_000
+MAX_SCALED = 1e10
+
+
+def _numpy_version() -> str:
+    return np.__version__
+
+
+# ------------------------------------------------------------------------------- shared pieces
+def _infeasible(problem, solver: str, backend: str, version: str, options: dict):
+    kmin = problem.min_counts
+    return finalize(problem, solver=solver, x=None, bound=-math.inf, backend_status="infeasible",
+                    backend=backend, backend_version=version, options=options,
+                    message=(f"even the counts of least FLOPs (blocks collapsed, min-keep "
+                             f"elsewhere) cost {problem.flops_of_counts(kmin):.10g} MACs > F = "
+                             f"{problem.flop_budget:.10g}"))
+
+
+def value_scale(problem, k: np.ndarray | None) -> float:
+    """σ = 1 / median over groups of the last kept score at k (order one at the threshold)."""
+    s = problem.sorted_scores
+    ptr = problem.channel_ptr
+    top = float(s.max()) if s.size else 0.0
+    if top <= 0:
+        return 1.0
+    level = 0.0
+    if k is not None:
+        idx = ptr[:-1] + np.asarray(k) - 1
+        last = s[idx[np.asarray(k) > 0]]
+        last = last[last > 0]
+        level = float(np.median(last)) if last.size else 0.0
+    if level <= 0:
+        pos = s[s > 0]
+        level = float(np.median(pos))
+    return min(1.0 / level, MAX_SCALED / top)
+
+
+def alternative_scale(problem, sigma: float) -> float | None:
+    """A second value scale, 1 / (the smallest positive score), when it differs from σ by more
+    than a factor 10 (for a retry after a backend error)."""
+    s = problem.scores[problem.scores > 0]
+    if not s.size:
+        return None
+    alt = min(1.0 / float(s.min()), MAX_SCALED / float(s.max()))
+    return alt if abs(math.log10(alt / sigma)) > 1 else None
+
+
+def cost_divisor(problem) -> float:
+    """The gcd of every MAC coefficient when they are all integers (exact), else 1."""
+    from pruneopt.solvers.scaling import integer_cost_divisor
+
+    coefs = np.concatenate((problem.linear_coef, problem.pair_coef, problem.self_coef))
+    coefs = coefs[coefs > 0]
+    return integer_cost_divisor(coefs) if coefs.size else 1.0
+
+
+def _seed(problem, time_limit=None):
+    """The fast Lagrangian: incumbent, certified bound and multipliers for the exact solvers
+    (an empty seed when its DP cannot run on this coupling graph)."""
+    from pruneopt.solvers.fast.channels.lagrangian import LagrangianResult, lagrangian_channels
+
+    try:
+        return lagrangian_channels(problem, time_limit=time_limit)
+    except ValueError as exc:
+        return LagrangianResult("feasible", None, -math.inf, math.inf, math.nan,
+                                {"error": str(exc)})
+
+
+def _challenge(problem, k: np.ndarray, status: str, message: str):
+    """Exchange moves on the counts of a MILP answer: a better feasible neighbour refutes a
+    claimed optimum (the solver's tolerances hid it)."""
+    from pruneopt.solvers.fast.channels.lagrangian import exchange_search, greedy_fill
+
+    v0 = problem.value_of_counts(k)
+    k2 = exchange_search(problem, greedy_fill(problem, k, max_steps=10 * problem.num_groups + 50),
+                         rounds=50, fill_steps=10 * problem.num_groups + 50)
+    v2 = problem.value_of_counts(k2)
+    if problem.counts_feasible(k2) and v2 > v0 + 1e-12 * max(1.0, abs(v0)):
+        message += f"; improved by exchange moves (+{v2 - v0:.3g})"
+        if status == "optimal":
+            message += ": the solver's tolerances hid better counts; its optimum is refuted"
+            status = "feasible"
+        return k2, status, message
+    return k, status, message
+
+
+def _finish(problem, *, solver, k, bound, status, message, backend, version, options, seed,
+            info=None):
+    """Challenge, keep the bound valid, and finalize."""
+    if k is not None and not problem.counts_feasible(k):
+        from pruneopt.solvers.fast.channels.lagrangian import greedy_repair
+
+        rep = greedy_repair(problem, k)
+        message += "; the solver's counts violate a constraint after rounding"
+        if rep is not None:
+            k, status = rep, ("time_limit" if status == "time_limit" else "feasible")
+            message += ", repaired greedily"
+    if k is not None and problem.counts_feasible(k):
+        k, status, message = _challenge(problem, k, status, message)
+        z = problem.value_of_counts(k)
+        if seed is not None and seed.k is not None and seed.value > z:
+            k, z = seed.k, seed.value
+            message += "; the fast incumbent is better and is returned"
+            if status == "optimal":
+                status = "feasible"
+        if not (bound >= z - 1e-12 * max(1.0, abs(z))):
+            if seed is not None and math.isfinite(seed.bound):
+                bound = seed.bound
+                message += "; the solver's bound is below a feasible value: the Lagrangian " \
+                           "bound is reported"
+    if seed is not None and math.isfinite(seed.bound) and seed.bound < bound:
+        bound = seed.bound  # both are valid: keep the tighter
+    x = problem.selection_from_counts(k) if k is not None else None
+    return finalize(problem, solver=solver, x=x, bound=bound, backend_status=status,
+                    backend=backend, backend_version=version, options=options, message=message,
+                    info=info)
+
+
+# ------------------------------------------------------------------------------- Pyomo backends
+def run_declared(problem, *, form: str, backend: str, score_scale: float, cost_unit: float,
+                 time_limit=None, threads=None, seed=0) -> dict:
+    """Declare P1 / P1′ in Pyomo and solve it (picklable inputs: usable in a worker)."""
+    from pruneopt.formulations.channels.pyomo_model import counts_from_layered, counts_from_mccormick
+
+    model = problem.to_pyomo(form=form, score_scale=score_scale, cost_unit=cost_unit)
+    if backend == "highs":
+        raw = _solve_highs(model, time_limit=time_limit, threads=threads, seed=seed)
+    else:
+        raw = _solve_scip(model, time_limit=time_limit, seed=seed)
+    k = None
+    if raw.pop("loaded"):
+        k = (counts_from_layered if form == "layered" else counts_from_mccormick)(model, problem)
+    b = raw["bound"]
+    raw["bound"] = b / score_scale if b is not None and math.isfinite(b) else math.inf
+    raw["k"] = k
+    return raw
+
+
+def _solve_highs(model, *, time_limit=None, threads=None, seed=0) -> dict:
+    from pyomo.contrib.solver.common.factory import SolverFactory
+    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+
+    opt = SolverFactory("highs")
+    kwargs = dict(load_solutions=False, raise_exception_on_nonoptimal_result=False,
+                  rel_gap=0.0, abs_gap=0.0, solver_options={"random_seed": int(seed),
+                                                            **HIGHS_TOLERANCES})
+    if time_limit is not None:
+        kwargs["time_limit"] = float(time_limit)
+    if threads is not None:
+        kwargs["threads"] = int(threads)
+    res = opt.solve(model, **kwargs)
+    tc = res.termination_condition
+    loaded = res.solution_status in (SolutionStatus.feasible, SolutionStatus.optimal)
+    if loaded:
+        res.solution_loader.load_vars()
+    if tc == TerminationCondition.convergenceCriteriaSatisfied:
+        status = "optimal"
+    elif tc in (TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible):
+        status = "infeasible"
+    elif tc in (TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit,
+                TerminationCondition.interrupted):
+        status = "time_limit"
+    else:
+        status = "feasible" if loaded else "error"
+    return {"loaded": loaded, "bound": res.objective_bound, "status": status,
+            "message": f"HiGHS: {tc.name}"}
+
+
+def _solve_scip(model, *, time_limit=None, seed=0) -> dict:
+    import pyomo.environ as pyo
+    from pyomo.opt import TerminationCondition as TC
+
+    from pruneopt.solvers.backends.pyomo_runner import SCIP_EXACT_OPTIONS
+
+    opt = pyo.SolverFactory("scip_direct")
+    options = dict(SCIP_EXACT_OPTIONS, **{"randomization/randomseedshift": int(seed)})
+    if time_limit is not None:
+        options["limits/time"] = float(time_limit)
+    res = opt.solve(model, options=options, load_solutions=False)
+    tc = res.solver.termination_condition
+    loaded = len(res.solution) > 0
+    if loaded:
+        model.solutions.load_from(res)
+    if tc == TC.optimal:
+        status = "optimal"
+    elif tc == TC.infeasible:
+        status = "infeasible"
+    elif tc in (TC.maxTimeLimit, TC.maxIterations, TC.userInterrupt):
+        status = "time_limit"
+    else:
+        status = "feasible" if loaded else "error"
+    return {"loaded": loaded, "bound": res.problem.upper_bound, "status": status,
+            "message": f"SCIP: {tc}"}
+
+
+def layered_size(problem) -> int:
+    """Number of variables of P1 (one-hot counts and edge variables)."""
+    sizes = np.array([problem.allowed_counts(g).size for g in range(problem.num_groups)])
+    pairs = problem.pairs
+    return int(sizes.sum() + (sizes[pairs[:, 0]] * sizes[pairs[:, 1]]).sum())
+
+
+def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None, seed=0,
+               score_scale=None, lagrangian=None):
+    from pruneopt.solvers.backends import pyomo_runner
+    from pruneopt.solvers.joint.highs_arrays import highs_version
+
+    if backend == "highs":
+        version = f"pyomo {pyomo_runner.pyomo_version()}, highs {highs_version()}"
+        opts = {**ZERO_GAP, **HIGHS_TOLERANCES, "threads": threads}
+    else:
+        version = f"pyomo {pyomo_runner.pyomo_version()}, pyscipopt {pyomo_runner.scip_version()}"
+        opts = dict(pyomo_runner.SCIP_EXACT_OPTIONS)
+    opts.update(form=form, seed=seed, time_limit=time_limit)
+    from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
+
+    if is_infeasible(problem):
+        return _infeasible(problem, solver, solver, version, opts)
+    seed_res = lagrangian if lagrangian is not None else _seed(problem)
+    sigma = float(score_scale) if score_scale is not None else value_scale(problem, seed_res.k)
+    unit = cost_divisor(problem)
+    opts.update(score_scale=sigma, cost_unit=unit)
+    kwargs = dict(problem=problem, form=form, backend=backend, score_scale=sigma, cost_unit=unit,
+                  time_limit=time_limit, threads=threads, seed=seed)
+    nvars = layered_size(problem)
+    if time_limit is not None and nvars > GUARD_VARIABLES:
+        from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
+
+        try:
+            raw = call_with_deadline(run_declared, kwargs, time_limit + max(5.0, 0.25 * time_limit))
+        except DeadlineExceeded as exc:
+            raw = {"k": seed_res.k, "bound": seed_res.bound, "status": "time_limit",
+                   "message": f"{exc}; the fast selection and its Lagrangian bound are returned"}
+    else:
+        raw = run_declared(**kwargs)
+        alt = alternative_scale(problem, sigma)
+        if raw["status"] == "error" and score_scale is None and alt is not None:
+            # a floating-point MILP can fail on one scaling and not on another (DESIGN §7)
+            first = raw["message"]
+            raw = run_declared(**dict(kwargs, score_scale=alt))
+            raw["message"] += f" (after {first} at score_scale {sigma:.6g}; retried at {alt:.6g})"
+            opts["score_scale"] = alt
+    if raw["status"] == "infeasible":
+        return finalize(problem, solver=solver, x=None, bound=-math.inf,
+                        backend_status="infeasible", backend=solver, backend_version=version,
+                        options=opts, message=raw["message"])
+    return _finish(problem, solver=solver, k=raw["k"], bound=raw["bound"], status=raw["status"],
+                   message=raw["message"], backend=solver, version=version, options=opts,
+                   seed=seed_res, info={"layered_variables": nvars})
+
+
+def _run_pyomo_highs(problem, *, time_limit=None, threads=None, seed=0, score_scale=None):
+    return _run_pyomo(problem, solver="pyomo-highs", form="layered", backend="highs",
+                      time_limit=time_limit, threads=threads, seed=seed, score_scale=score_scale)
+
+
+def _run_pyomo_highs_mccormick(problem, *, time_limit=None, threads=None, seed=0,
+                               score_scale=None):
+    return _run_pyomo(problem, solver="pyomo-highs-mccormick", form="mccormick", backend="highs",
+                      time_limit=time_limit, threads=threads, seed=seed, score_scale=score_scale)
+
+
+def _run_pyomo_scip(problem, *, time_limit=None, seed=0, score_scale=None, form="layered"):
+    if form not in ("layered", "mccormick"):
+        raise ValueError(f"form: must be 'layered' or 'mccormick', got {form!r}")
+    return _run_pyomo(problem, solver="pyomo-scip", form=form, backend="scip",
+                      time_limit=time_limit, seed=seed, score_scale=score_scale)
+
+
+# ------------------------------------------------------------------------------- CP-SAT
+def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
+    import os
+
+    from ortools.sat.python import cp_model
+
+    from pruneopt.solvers.backends.cpsat import ortools_version
+    from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
+
+    version = ortools_version()
+    opts = {"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0, "seed": seed,
+            "time_limit": time_limit}
+    if is_infeasible(problem):
+        return _infeasible(problem, "cpsat", "ortools-cpsat", version, opts)
+    lag = _seed(problem)  # a proven cap on the optimum sets the value scale; and a hint
+    model, k_vars, scaling = problem.to_cpsat(score_scale=score_scale, value_cap=lag.bound)
+    if lag.k is not None:
+        for var, val in zip(k_vars, lag.k.tolist(), strict=True):
+            model.add_hint(var, int(val))
+    solver = cp_model.CpSolver()
+    prm = solver.parameters
+    prm.relative_gap_limit = 0.0
+    prm.absolute_gap_limit = 0.0
+    prm.random_seed = int(seed)
+    prm.num_workers = int(workers) if workers is not None else max(1, min(8, os.cpu_count() or 1))
+    if time_limit is not None:
+        prm.max_time_in_seconds = float(time_limit)
+    code = solver.solve(model)
+    has = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    k = np.array([solver.value(v) for v in k_vars], dtype=np.int64) if has else None
+    if code == cp_model.OPTIMAL:
+        status = "optimal"
+    elif code == cp_model.INFEASIBLE:
+        status = "infeasible"
+    elif code in (cp_model.FEASIBLE, cp_model.UNKNOWN):
+        status = "time_limit" if time_limit is not None else ("feasible" if has else "error")
+    else:
+        status = "error"
+    correction = scaling.correction(solver.best_objective_bound) if has else math.nan
+    bound = solver.best_objective_bound / scaling.score_scale + correction if has else math.inf
+    opts.update(num_workers=prm.num_workers, score_scale=scaling.score_scale,
+                value_cap=scaling.value_cap,
+                cost_unit=scaling.cost_unit, cost_divisor=scaling.cost_divisor)
+    info = {"value_correction": correction, "flop_rhs": scaling.flop_rhs,
+            "integer_objective": solver.objective_value if has else None,
+            "integer_bound": solver.best_objective_bound}
+    if status == "infeasible":
+        return finalize(problem, solver="cpsat", x=None, bound=-math.inf,
+                        backend_status="infeasible", backend="ortools-cpsat",
+                        backend_version=version, options=opts,
+                        message=solver.status_name(code), info=info)
+    x = problem.selection_from_counts(k) if k is not None else None
+    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
+                    backend="ortools-cpsat", backend_version=version, options=opts,
+                    message=solver.status_name(code), info=info)
+
+
+# ------------------------------------------------------------------------------- DP and exact
+def _run_dp(problem, *, time_limit=None, max_labels=20_000_000, lagrangian=None):
+    from pruneopt.solvers.fast.channels.dp import chain_order, pareto_chain_dp
+    from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
+
+    opts = {"time_limit": time_limit, "max_labels": int(max_labels)}
+    order, why = chain_order(problem)
+    if order is None:
+        raise ValueError(f"solver: 'dp' is exact on chains only, and this coupling graph is not "
+                         f"one ({why}); use 'exact' or 'pyomo-highs'")
+    if is_infeasible(problem):
+        return _infeasible(problem, "dp", "numpy", _numpy_version(), opts)
+    lag = lagrangian if lagrangian is not None else _seed(problem)
+    mus = tuple(m for m in (lag.info.get("mu_lo"), lag.info.get("mu_hi"),
+                            lag.info.get("bound_mu")) if m is not None and math.isfinite(m))
+    res = pareto_chain_dp(problem, order, incumbent=lag.k, mus=mus, time_limit=time_limit,
+                          max_labels=max_labels)
+    info = {"labels": res.labels, "max_front": res.max_front, "chain": order}
+    if res.status == "infeasible":
+        return finalize(problem, solver="dp", x=None, bound=-math.inf,
+                        backend_status="infeasible", backend="numpy",
+                        backend_version=_numpy_version(), options=opts,
+                        message="no count vector meets the budget", info=info)
+    bound = res.bound if res.status == "optimal" else lag.bound
+    x = problem.selection_from_counts(res.k) if res.k is not None else None
+    msg = (f"Pareto DP along the chain: {res.labels} labels (largest front {res.max_front})"
+           if res.status == "optimal" else
+           f"stopped at the label/time limit after {res.labels} labels; Lagrangian bound")
+    return finalize(problem, solver="dp", x=x, bound=min(bound, lag.bound) if res.status ==
+                    "optimal" else bound, backend_status=res.status, backend="numpy",
+                    backend_version=_numpy_version(), options=opts, message=msg, info=info)
+
+
+def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
+    import time
+
+    from pruneopt.solvers.fast.channels.dp import chain_order
+    from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
+
+    start = time.perf_counter()
+    opts = {"time_limit": time_limit, "threads": threads, "seed": seed}
+    if is_infeasible(problem):
+        return _infeasible(problem, "exact", "numpy", _numpy_version(), opts)
+    lag = _seed(problem, time_limit=time_limit)
+
+    def left():
+        return None if time_limit is None else max(time_limit - (time.perf_counter() - start),
+                                                   1e-3)
+
+    def relabel(r, how):
+        return r.replace(solver="exact", options={**r.options, **opts, "method": how},
+                         message=f"{how}: {r.message}" if r.message else how)
+
+    if lag.k is not None and lag.bound - lag.value <= 1e-9 * max(abs(lag.bound), 1e-300):
+        x = problem.selection_from_counts(lag.k)
+        r = finalize(problem, solver="exact", x=x, bound=lag.bound, backend_status="optimal",
+                     backend="numpy", backend_version=_numpy_version(), options=opts,
+                     message="the Lagrangian bound meets the fast objective", info=lag.info)
+        if r.proven_optimal:
+            return relabel(r, "lagrangian")
+    order, _ = chain_order(problem)
+    if order is not None:
+        r = _run_dp(problem, time_limit=left(), lagrangian=lag)
+        if r.proven_optimal or r.status == "infeasible":
+            return relabel(r, "dp")
+    r = _run_pyomo(problem, solver="exact", form="layered", backend="highs", time_limit=left(),
+                   threads=threads, seed=seed, lagrangian=lag)
+    return relabel(r, "pyomo-highs")
+
+
+# ------------------------------------------------------------------------------- fast, baselines
+def _run_fast(problem, *, time_limit=None, max_evals=30, max_table=None, improve=True):
+    from pruneopt.solvers.fast.channels.dp import DEFAULT_MAX_TABLE
+    from pruneopt.solvers.fast.channels.lagrangian import lagrangian_channels
+
+    opts = {"time_limit": time_limit, "max_evals": int(max_evals),
+            "max_table": int(max_table or DEFAULT_MAX_TABLE), "improve": bool(improve)}
+    res = lagrangian_channels(problem, max_evals=int(max_evals), time_limit=time_limit,
+                              max_table=int(max_table or DEFAULT_MAX_TABLE),
+                              improve=bool(improve))
+    if res.status == "infeasible":
+        return _infeasible(problem, "fast", "numpy", _numpy_version(), opts)
+    cut = res.info.get("cuts", 0)
+    msg = ("Lagrangian bound (exact count DP" + (f"; {cut} edge(s) cut, still a valid bound)"
+                                                 if cut else ")") + ", greedy primal")
+    return finalize(problem, solver="fast", x=problem.selection_from_counts(res.k),
+                    bound=res.bound, backend_status="feasible", backend="numpy",
+                    backend_version=_numpy_version(), options=opts, message=msg, info=res.info)
+
+
+def _baseline(name: str, select):
+    def run(problem, *, time_limit=None):
+        from pruneopt.solvers.fast.channels.lagrangian import total_value
+
+        opts = {"time_limit": time_limit}
+        k = select(problem)
+        if k is None:
+            return _infeasible(problem, name, "numpy", _numpy_version(), opts)
+        return finalize(problem, solver=name, x=problem.selection_from_counts(k),
+                        bound=total_value(problem), backend_status="feasible", backend="numpy",
+                        backend_version=_numpy_version(), options=opts,
+                        message="heuristic; trivial bound Σ_g V_g(n_g)")
+
+    return run
+
+
+def _register_all() -> None:
+    from pruneopt.solvers.fast.channels.lagrangian import (
+        global_threshold_counts,
+        uniform_counts,
+    )
+    from pruneopt.solvers.backends.pyomo_runner import scip_available
+
+    register(SolverSpec("pyomo-highs", CHANNELS, _run_pyomo_highs, exact=True,
+                        description="P1 layered-graph MILP in Pyomo, HiGHS at zero gap",
+                        options=("threads", "seed", "score_scale")))
+    register(SolverSpec("pyomo-highs-mccormick", CHANNELS, _run_pyomo_highs_mccormick,
+                        exact=True, description="P1' McCormick MILP in Pyomo, HiGHS at zero gap",
+                        options=("threads", "seed", "score_scale")))
+    register(SolverSpec("cpsat", CHANNELS, _run_cpsat, exact=True,
+                        description="CP-SAT over integer counts, integerised values, zero gap",
+                        options=("workers", "seed", "score_scale")))
+    register(SolverSpec("pyomo-scip", CHANNELS, _run_pyomo_scip, exact=True,
+                        description="P1 (or P1', form=) through SCIP; needs the [scip] extra",
+                        available=scip_available, options=("seed", "score_scale", "form")))
+    register(SolverSpec("dp", CHANNELS, _run_dp, exact=True,
+                        description="budgeted Pareto DP along a chain (chains only)",
+                        options=("max_labels",)))
+    register(SolverSpec("exact", CHANNELS, _run_exact, exact=True,
+                        description="dp on chains, else P1 on HiGHS, seeded by the fast solver",
+                        options=("threads", "seed")))
+    register(SolverSpec("fast", CHANNELS, _run_fast, exact=False,
+                        description="Lagrangian relaxation with count DPs: certified bound",
+                        options=("max_evals", "max_table", "improve")))
+    register(SolverSpec("uniform", CHANNELS, _baseline("uniform", uniform_counts), exact=False,
+                        description="one keep ratio in every group, largest meeting the budget"))
+    register(SolverSpec("global-threshold", CHANNELS,
+                        _baseline("global-threshold", global_threshold_counts), exact=False,
+                        description="one threshold on mean-normalised scores (Torch-Pruning)"))
+
+
+_register_all()

@@ -1,0 +1,1 @@
+"""Purpose-built algorithms of the allocation formulation, in vectorised numpy."""

@@ -1,0 +1,1 @@
+"""Purpose-built algorithms of the channels formulation, in vectorised numpy."""

@@ -1,0 +1,1 @@
+"""Purpose-built algorithms of the joint formulation, in vectorised numpy."""

@@ -1,0 +1,1 @@
+"""Purpose-built algorithms of the joint-qp formulation, in vectorised numpy."""

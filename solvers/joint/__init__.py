@@ -1,0 +1,1 @@
+"""Solvers of the joint formulation: ``registrations`` (imported lazily by the registry) and the backend glue they use."""
