@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.models.channel_gates import channel_group_index, gated, relaxed_macs
 from pruneopt.models.channels import ChannelGraph
 from pruneopt.models.structured_decision import StructuredDecision
@@ -65,20 +66,8 @@ __all__ = ["autobot", "bisect_threshold", "default_tolerance_macs"]
 
 # ------------------------------------------------------------------------------------ checks
 def _check_fraction(keep_flops, *, allow_zero: bool = False) -> float:
-    lo = "[0, 1]" if allow_zero else "(0, 1]"
-    if isinstance(keep_flops, bool | np.bool_):
-        raise ValueError(f"keep_flops: must be a fraction of the dense MACs in {lo}, "
-                         f"got {keep_flops!r}")
-    try:
-        x = float(keep_flops)
-    except (TypeError, ValueError):
-        raise ValueError(f"keep_flops: must be a fraction of the dense MACs in {lo}, "
-                         f"got {keep_flops!r}") from None
-    ok = (0.0 <= x <= 1.0) if allow_zero else (0.0 < x <= 1.0)
-    if not math.isfinite(x) or not ok:
-        raise ValueError(f"keep_flops: must be a fraction of the dense MACs in {lo}, "
-                         f"got {keep_flops!r}")
-    return x
+    return fraction(keep_flops, "keep_flops", low_open=not allow_zero,
+                    what="a fraction of the dense MACs")
 
 
 def _check_data(model: nn.Module, graph: ChannelGraph, X, y) -> None:

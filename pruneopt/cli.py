@@ -12,6 +12,14 @@
 
 Bad input (a malformed file, an unknown solver, a budget out of range) prints one line
 ``pruneopt: error: <field>: <what is wrong>`` on stderr and exits with code 2, writing nothing.
+
+The command line parses, calls and prints; it does no library work and never imports torch.
+This module holds the parser and the commands on exchange files (solve, crosscheck, generate,
+export, solvers, report); ``cli_prune``, ``cli_channels``, ``cli_allocate`` and ``cli_sweep``
+add one subcommand each, and their handlers import the pipelines
+(:mod:`pruneopt.models.workflows`, which writes ``--out DIR``) or the sweep engine only when
+they run. Value types are in ``cli_types``, record printing in ``cli_output``; every file a
+command writes goes through :func:`pruneopt.formulations.files.atomic_write`.
 """
 
 from __future__ import annotations
@@ -21,12 +29,15 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 
 import numpy as np
 
 from pruneopt.cli_types import positive_float, positive_int
+from pruneopt.formulations.checks import fraction
+from pruneopt.formulations.files import atomic_write
 
 
 class InputError(Exception):
@@ -75,11 +86,10 @@ def cmd_solve(args) -> int:
         if result.x is None:
             raise InputError(f"--save-solution: {args.solver} returned no selection "
                              f"(status {result.status}); nothing written")
-        from pruneopt.formulations.common import save_npz_atomic
-
         fields = {k: np.array(v) for k, v in result.summary().items()
                   if isinstance(v, int | float | str | bool)}
-        save_npz_atomic(args.save_solution, {**fields, "x": result.x.astype(np.uint8)})
+        atomic_write(args.save_solution,
+                     lambda fh: np.savez(fh, **fields, x=result.x.astype(np.uint8)))
     if args.json:
         print(result.to_json())
     else:
@@ -109,9 +119,7 @@ def cmd_crosscheck(args) -> int:
             raise InputError(f"--decision: {name!r} is also a solver name")
     df = crosscheck(problem, names, time_limit=args.time_limit, decisions=decisions)
     if args.csv:
-        tmp = args.csv + ".tmp"
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, args.csv)
+        atomic_write(args.csv, df.to_csv(index=False))
     if args.json:
         print(json.dumps({"rows": json.loads(df.to_json(orient="records")),
                           "best_feasible": df.attrs["best_feasible"],
@@ -136,17 +144,16 @@ def cmd_generate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    problem = _load(args.file)
-    model = problem.to_pyomo()
-    directory = os.path.dirname(os.path.abspath(args.out))
-    fd, tmp = tempfile.mkstemp(suffix=f".{args.format}", dir=directory)
-    os.close(fd)
-    try:
-        model.write(tmp, format=args.format, io_options={"symbolic_solver_labels": True})
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    model = _load(args.file).to_pyomo()
+
+    def write(fh) -> None:  # Pyomo writes to a file name: a scratch file, copied into fh
+        with tempfile.TemporaryDirectory(prefix="pruneopt-export-") as scratch:
+            path = os.path.join(scratch, f"model.{args.format}")
+            model.write(path, format=args.format, io_options={"symbolic_solver_labels": True})
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, fh)
+
+    atomic_write(args.out, write)
     print(f"wrote {args.out} ({args.format})", file=sys.stderr)
     return 0
 
@@ -163,7 +170,7 @@ def cmd_solvers(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pruneopt.reports.gap_report import build_report
+    from pruneopt.reports.build import build_report
 
     paths = build_report(args.out, quick=args.quick, seed=args.seed,
                          progress=not args.no_progress, config=args.config, resume=args.resume,
@@ -179,9 +186,7 @@ def _fraction(text: str) -> float:
         val = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= val <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text!r}")
-    return val
+    return fraction(val, None, low_open=False, got=repr(text), error=argparse.ArgumentTypeError)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -158,6 +158,43 @@ def test_exported_lp_solves_to_the_same_optimum(instance, tmp_path):
     assert h.getInfo().objective_function_value == pytest.approx(optimum, rel=1e-9)
 
 
+# ------------------------------------------------------------------------------------ layering
+NO_TORCH = "import sys; sys.modules['torch'] = None  # any `import torch` now fails\n"
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.parametrize("argv", [None, ["--help"], ["prune", "--help"], ["channels", "--help"],
+                                  ["allocate", "--help"], ["sweep", "--help"]])
+def test_the_cli_does_not_import_torch(argv):
+    """Only models imports torch: the CLI module, its parser and its help pages never do."""
+    code = "import sys, pruneopt.cli\n"
+    if argv is not None:
+        code += (f"try:\n    pruneopt.cli.main({argv!r})\nexcept SystemExit as e:\n"
+                 "    assert e.code == 0, e.code\n")
+    proc = python(code + "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    assert proc.returncode == 0, proc.stderr
+    assert argv is None or "usage: pruneopt" in proc.stdout
+
+
+def test_allocate_from_a_table_runs_without_torch(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("layer,option,loss,nnz,flops\na,0.5,0.5,5,10\na,1.0,0,10,20\n"
+                   "b,0.5,3,5,20\nb,1.0,0,10,40\n")
+    out = tmp_path / "o"
+    proc = python(NO_TORCH + "from pruneopt.cli import main\nraise SystemExit(main(['allocate', "
+                  f"'--table', {str(csv)!r}, '--flops', '0.75', '--solver', 'dp', '--json', "
+                  f"'--out', {str(out)!r}]))\n")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["proven_optimal"] and rec["objective"] == pytest.approx(3.0)
+    assert json.loads((out / "record.json").read_text()) == rec
+    assert sorted(p.name for p in out.iterdir()) == ["problem.npz", "record.json"]
+
+
 def test_solvers_lists_every_solver():
     proc = cli("solvers")
     assert proc.returncode == 0, proc.stderr
