@@ -11,13 +11,9 @@ import pytest
 
 from pruneopt.cli import main
 from pruneopt.models.defaults import METHODS
-from pruneopt.reports.study_config import (
-    NETWORK_MODELS,
-    build_instance,
-    known_methods,
-    load_config,
-    parse_config,
-)
+from pruneopt.reports.studies.config import NETWORK_MODELS, load_config, parse_config
+from pruneopt.reports.studies.instances import build_instance
+from pruneopt.reports.studies.networks import known_methods
 
 GOOD = {
     "study": {"name": "t", "seed": 0, "time_limit": 5.0},
@@ -226,7 +222,7 @@ def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
 def test_documented_examples_parse():
     import textwrap
 
-    from pruneopt.reports import study_config
+    from pruneopt.reports.studies import config as study_config
 
     doc = study_config.__doc__
     block = doc[doc.index("::\n\n") + 4:doc.index("**Size parameter")]
