@@ -8,7 +8,9 @@
 | enumerate           | exact     | every maximal feasible support, batched backsolves (p ≤ 22)   |
 | oa-highs            | exact     | outer approximation, HiGHS MILP master at zero gap            |
 | pyomo-scip          | exact     | the Pyomo MIQP, SCIP (``pip install pruneopt[scip]``)         |
-| exact               | exact     | enumerate for p ≤ 16, else oa-highs                          |
+| exact               | exact     | branch and bound on a certified Fenchel/knapsack dual bound   |
+|                     |           | (fast/miqp_bnb.py, fast/miqp_bound.py): no MILP tolerance     |
+| oa-exact            | exact     | the former ``exact``: enumerate for p ≤ 16, else oa-highs     |
 | magnitude-backsolve | heuristic | joint ILP on w̄² (FALCON's "BS"), then the backsolve; no bound |
 
 Every result goes through :func:`~pruneopt.solvers.result.finalize` (sense "minimize": the
@@ -46,7 +48,7 @@ from pruneopt.solvers.registry import SolverSpec, register
 from pruneopt.solvers.result import finalize
 
 JOINT_QP = JointQuadraticProblem.kind
-ENUMERATE_EXACT_ITEMS = 16  # ``exact`` enumerates up to this p (≈ 0.01 s), then uses OA
+ENUMERATE_EXACT_ITEMS = 16  # ``oa-exact`` enumerates up to this p (≈ 0.01 s), then uses OA
 
 # SCIP at zero gap on the MIQP. feastol / dualfeastol as for the joint ILP (SCIP_EXACT_OPTIONS);
 # in addition numerics/epsilon and numerics/sumepsilon are lowered from 1e-9 / 1e-6 to 1e-10:
@@ -305,7 +307,27 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_
                     options=opts, message=raw["message"], info=raw["info"])
 
 
-def _run_exact(problem, *, time_limit=None):
+def _run_bnb(problem, *, time_limit=None, rel_gap=None, shift="scaled", use_falcon=True,
+             max_nodes=None):
+    """The purpose-built branch and bound (:mod:`pruneopt.solvers.fast.miqp_bnb`)."""
+    from pruneopt.solvers.fast.miqp_bnb import DEFAULT_REL_GAP, solve_bnb
+
+    rel = DEFAULT_REL_GAP if rel_gap is None else float(rel_gap)
+    if not (math.isfinite(rel) and rel >= 0.0):
+        raise ValueError(f"rel_gap: must be a finite number >= 0, got {rel_gap!r}")
+    raw = solve_bnb(problem, time_limit=time_limit, rel_gap=rel, shift=shift,
+                    use_falcon=bool(use_falcon),
+                    max_nodes=None if max_nodes is None else int(max_nodes))
+    opts = {"rel_gap": rel, "shift": shift, "use_falcon": bool(use_falcon),
+            "max_nodes": max_nodes, "time_limit": time_limit,
+            "proof": "certified float64 dual bound (explicit rounding margins), no MILP"}
+    return finalize(problem, solver="exact", x=raw["x"], bound=raw["bound"],
+                    backend_status=raw["status"], backend="numpy",
+                    backend_version=_numpy_version(), options=opts, message=raw["message"],
+                    info=raw["info"])
+
+
+def _run_oa_exact(problem, *, time_limit=None):
     """Enumeration for p ≤ ``ENUMERATE_EXACT_ITEMS``, else outer approximation.
 
     OA comes before SCIP (measured on digits-CNN instances, p = 16 – 40): OA proved the
@@ -318,7 +340,7 @@ def _run_exact(problem, *, time_limit=None):
     else:
         res, chosen = _run_oa(problem, time_limit=time_limit), "oa-highs"
     msg = f"via {chosen}" + (f": {res.message}" if res.message else "")
-    return res.replace(solver="exact", message=msg, info={**res.info, "delegate": chosen})
+    return res.replace(solver="oa-exact", message=msg, info={**res.info, "delegate": chosen})
 
 
 # ------------------------------------------------------------------------------- heuristic
@@ -354,7 +376,12 @@ def _register_all() -> None:
                         description="the Pyomo MIQP, SCIP at zero gap; needs the [scip] extra "
                                     "(pyscipopt)",
                         available=scip_available, options=("seed", "stall_nodes")))
-    register(SolverSpec("exact", JOINT_QP, _run_exact, exact=True,
+    register(SolverSpec("exact", JOINT_QP, _run_bnb, exact=True,
+                        description="branch and bound on a certified dual bound (Fenchel "
+                                    "dual of the backsolve + knapsack LP dual, float64 "
+                                    "rounding margins)",
+                        options=("rel_gap", "shift", "use_falcon", "max_nodes")))
+    register(SolverSpec("oa-exact", JOINT_QP, _run_oa_exact, exact=True,
                         description=f"enumerate for p <= {ENUMERATE_EXACT_ITEMS}, else "
                                     "oa-highs"))
     register(SolverSpec("magnitude-backsolve", JOINT_QP, _run_magnitude_backsolve, exact=False,
