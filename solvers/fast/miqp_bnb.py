@@ -202,7 +202,10 @@ def _branch_item(model: Minorant, fix: np.ndarray, z: np.ndarray, cert) -> int:
 
 
 def _reduce(model: Minorant, node: Node, cert, cutoff: float, problem) -> tuple[Node, int]:
-    """Reduced-cost fixing at a node; returns (node with the new fixings, items fixed)."""
+    """Reduced-cost fixing at a node; returns (node with the new fixings, items fixed).
+
+    Items fixed by the bound cut away supports worth at least ``cutoff`` (not only those worth
+    more than UB): the caller counts ``cutoff`` among the bounds of closed parts."""
     fix = node.fix
     gains = fixing_gains(model, node, cert)
     t = cert.mu + cert.nu * model.cost
@@ -298,6 +301,7 @@ def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEF
     # Frank–Wolfe from the incumbent's support, then reduced-cost fixing, repeated while the
     # fixing shrinks the root (a smaller root has a better bound); a share of the time limit
     t = time.perf_counter()
+    closed_min = math.inf  # min LB over closed parts of the tree (only those below UB matter)
     root = Node.of(model, np.zeros(p, dtype=np.int8))
     root_deadline = None if deadline is None else time.perf_counter() + 0.3 * left()
     z = (inc.w != 0.0).astype(np.float64)
@@ -316,6 +320,8 @@ def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEF
         if fw.best.lb >= inc.q - tol():
             break
         root2, nfix = _reduce(model, root, fw.best, inc.q - tol(), P)
+        if nfix:
+            closed_min = min(closed_min, inc.q - tol())
         if nfix == 0 or root2.empty or rounds >= 8:
             break
         fixed_total += nfix
@@ -349,11 +355,12 @@ def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEF
     t = time.perf_counter()
     counter = 0
     heap: list = []
-    closed_min = math.inf  # min LB over closed nodes (only those below UB matter)
     status = "optimal"
     cutoff = inc.q - tol()
     if root_lb < cutoff:
         node, nfix = _reduce(model, root, fw.best, cutoff, P)
+        if nfix:
+            closed_min = min(closed_min, cutoff)
         info["fixed_root"] = int(np.count_nonzero(node.fix))
         heapq.heappush(heap, (root_lb, 0, counter, node.fix, fw.z.astype(np.float16)))
     else:
@@ -388,7 +395,9 @@ def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEF
         if lb >= cutoff:
             closed_min = min(closed_min, lb)
             continue
-        node2, _ = _reduce(model, node, cert, cutoff, P)
+        node2, nfix = _reduce(model, node, cert, cutoff, P)
+        if nfix:
+            closed_min = min(closed_min, cutoff)
         if node2.empty:
             continue
         if node2 is not node and not np.array_equal(node2.fix, node.fix):
