@@ -277,3 +277,38 @@ def test_no_weights_and_only_zero_fits():
     problem = random_problem(rng, p=8, n=4, layers=2, keep_nnz=0.0, keep_flops=0.0)
     res = solve(problem, "exact")
     assert res.proven_optimal and np.all(res.x == 0)
+
+
+# ------------------------------------------------------------------------------ instances
+def test_network_problem_builds_digits_instances():
+    pytest.importorskip("torch")
+    from pruneopt.models.joint_qp_instances import network_problem
+
+    whole = network_problem("digits-mlp", calibration=8, seed=3, keep_nnz=0.3, keep_flops=0.25)
+    assert whole.num_items == 6464 and whole.num_samples == 8 and whole.block_ptr is None
+    assert whole.nnz_budget == math.floor(0.3 * 6464)
+    assert whole.flop_budget == pytest.approx(0.25 * 6464)  # Linear weights cost 1 MAC
+    assert whole.ridge == pytest.approx(1e-3 * 8)
+    sub = network_problem("digits-mlp", items=50, calibration=8, seed=3, keep_nnz=0.3,
+                          keep_flops=0.25)
+    again = network_problem("digits-mlp", items=50, calibration=8, seed=3, keep_nnz=0.3,
+                            keep_flops=0.25)
+    assert sub.num_items == 50 and np.array_equal(sub.X, again.X)
+    # the sampled items are columns of the whole network's problem (same weights, same X)
+    cols = [int(np.flatnonzero((whole.w_bar == wv) & np.all(whole.X == xc[:, None], axis=0))[0])
+            for wv, xc in zip(sub.w_bar, sub.X.T)]
+    assert len(set(cols)) == 50
+    # one layer by name, whole, with FALCON's blocks of the full layer
+    fc3 = network_problem("digits-mlp", layers=["fc3"], calibration=8, seed=3, block_size=64)
+    assert fc3.num_items == 320 and np.array_equal(fc3.blocks, np.arange(0, 321, 64))
+    cnn = network_problem("digits-cnn", layers=[0, 3], calibration=4, seed=0, keep_nnz=0.5,
+                          keep_flops=0.4)
+    assert cnn.num_groups == 2 and cnn.flop_budget == pytest.approx(
+        0.4 * float(np.diff(cnn.group_ptr) @ cnn.flop_cost))
+    for bad in (dict(model="resnet20"), dict(layers=["nope"]), dict(items=0),
+                dict(calibration=0), dict(block_size=0), dict(keep_nnz=1.5)):
+        with pytest.raises(ValueError):
+            network_problem(**{"model": "digits-mlp", "calibration": 4, **bad})
+    res = solve(network_problem("digits-mlp", items=200, calibration=8, seed=3), "exact",
+                time_limit=30)
+    assert res.proven_optimal
