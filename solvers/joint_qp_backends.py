@@ -29,7 +29,11 @@ minimum of Q).
 the OA master) computes it only to its feasibility tolerances (about 1e-9 relative at best),
 and two supports whose optima differ by less than that may be confused. The proof is judged
 by finalize against the objective recomputed in float64 (1e-9 relative); a solver that stops
-with a larger gap is reported ``feasible`` with its honest gap.
+with a larger gap is reported ``feasible`` with its honest gap. ``exact`` avoids the issue: its
+bound is computed outside any MILP, in float64 with explicit rounding margins
+(:mod:`pruneopt.solvers.fast.miqp_bound`), so its proofs never stall at a solver tolerance —
+they are limited only by the strength of the relaxation (see :mod:`pruneopt.solvers.fast.
+miqp_bnb`).
 """
 
 from __future__ import annotations

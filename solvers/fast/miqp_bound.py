@@ -87,8 +87,14 @@ class Minorant:
     * ``"eig"``    — s = μ_b·1 with μ_b (just below) the smallest eigenvalue of G = X_bᵀX_b;
     * ``"scaled"`` — s_i = τ_b·G_ii with τ_b (just below) the smallest eigenvalue of the
       correlation matrix diag(G)^{-½} G diag(G)^{-½} over the items with G_ii > 0 (the
-      largest multiple of diag(G) below G; never worse than "eig" in trace when the
-      diagonal of G is uneven).
+      largest multiple of diag(G) below G; it follows an uneven diagonal, and an item with
+      a zero gradient column no longer forces the shift of its whole block to 0).
+
+    Measured (root gaps, digits instances): the shift applies only where a block has at most n
+    weights *and* is well conditioned; on the MLP's blocks (dead inputs, near-collinear
+    pixels) no block could be shifted, on the CNN's 64-weight blocks every block was, but
+    the root gap moved only from 6.38 % to 6.36 % — the curvature that matters is in the
+    coupling between blocks' kept and pruned weights, not on the diagonal.
 
     Then G − diag(s) = LLᵀ by Cholesky and R_b = Lᵀ (p_b rows). Certification: the computed
     G differs from X_bᵀX_b by at most γ_n·tr G in 2-norm, forming G − diag(s) adds u·tr G and
