@@ -172,10 +172,13 @@ def test_pyomo_scip_agrees_with_enumerate(agree_instances, k):
     assert res.gap <= 1e-7, res.message
 
 
-def test_exact_delegates_by_size():
+def test_oa_exact_delegates_by_size():
+    """The former ``exact`` dispatcher, kept as ``oa-exact`` (``exact`` is now the branch and
+    bound of tests/test_joint_qp_exact.py)."""
     small = make_problem(p=9, seed=7)
-    res = solve(small, "exact")
-    assert res.solver == "exact" and res.info["delegate"] == "enumerate" and res.proven_optimal
+    res = solve(small, "oa-exact")
+    assert res.solver == "oa-exact" and res.info["delegate"] == "enumerate" and res.proven_optimal
+    assert solve(small, "exact").objective == pytest.approx(res.objective, rel=1e-9)
 
 
 def test_oa_time_limit_returns_feasible_point_and_valid_bound():
@@ -212,7 +215,7 @@ def test_no_weights():
 def test_every_exact_solver_is_registered_and_infeasible_never_happens():
     problem = make_problem(p=6, seed=10, keep_nnz=0.0, keep_flops=0.0)  # only w = 0 fits
     names = available_solvers(problem)
-    for name in ("enumerate", "oa-highs", "exact", "magnitude-backsolve"):
+    for name in ("enumerate", "oa-highs", "exact", "oa-exact", "magnitude-backsolve"):
         assert name in names
     for name in names:
         res = solve(problem, name)
@@ -378,7 +381,7 @@ def test_good_input_is_frozen_and_float64():
 # ------------------------------------------------------------------------------ crosscheck
 def test_crosscheck_on_a_joint_qp_problem_has_no_flags():
     problem = make_problem(p=10, n=6, seed=20, blocks=2, linear=0.05)
-    names = ["enumerate", "oa-highs", "exact", "magnitude-backsolve"]
+    names = ["enumerate", "oa-highs", "exact", "oa-exact", "magnitude-backsolve"]
     if scip_available():
         names.append("pyomo-scip")
     df = crosscheck(problem, names, options={"pyomo-scip": {"stall_nodes": 2000}})

@@ -8,7 +8,9 @@
 | enumerate           | exact     | every maximal feasible support, batched backsolves (p ≤ 22)   |
 | oa-highs            | exact     | outer approximation, HiGHS MILP master at zero gap            |
 | pyomo-scip          | exact     | the Pyomo MIQP, SCIP (``pip install pruneopt[scip]``)         |
-| exact               | exact     | enumerate for p ≤ 16, else oa-highs                          |
+| exact               | exact     | branch and bound on a certified Fenchel/knapsack dual bound   |
+|                     |           | (fast/joint_qp/branch_and_bound.py, dual_bound.py): no MILP tolerance     |
+| oa-exact            | exact     | the former ``exact``: enumerate for p ≤ 16, else oa-highs     |
 | magnitude-backsolve | heuristic | joint ILP on w̄² (FALCON's "BS"), then the backsolve; no bound |
 
 Every result goes through :func:`~pruneopt.solvers.result.finalize` (sense "minimize": the
@@ -27,7 +29,11 @@ minimum of Q).
 the OA master) computes it only to its feasibility tolerances (about 1e-9 relative at best),
 and two supports whose optima differ by less than that may be confused. The proof is judged
 by finalize against the objective recomputed in float64 (1e-9 relative); a solver that stops
-with a larger gap is reported ``feasible`` with its honest gap.
+with a larger gap is reported ``feasible`` with its honest gap. ``exact`` avoids the issue: its
+bound is computed outside any MILP, in float64 with explicit rounding margins
+(:mod:`pruneopt.solvers.fast.joint_qp.dual_bound`), so its proofs never stall at a solver tolerance —
+they are limited only by the strength of the relaxation (see :mod:`pruneopt.solvers.fast.
+branch_and_bound`).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from pruneopt.solvers.registry import SolverSpec, register
 from pruneopt.solvers.result import finalize
 
 JOINT_QP = JointQuadraticProblem.kind
-ENUMERATE_EXACT_ITEMS = 16  # ``exact`` enumerates up to this p (≈ 0.01 s), then uses OA
+ENUMERATE_EXACT_ITEMS = 16  # ``oa-exact`` enumerates up to this p (≈ 0.01 s), then uses OA
 
 # SCIP at zero gap on the MIQP. feastol / dualfeastol as for the joint ILP (EXACT_OPTIONS);
 # in addition numerics/epsilon and numerics/sumepsilon are lowered from 1e-9 / 1e-6 to 1e-10:
@@ -243,7 +249,27 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_
                     options=opts, message=raw["message"], info=raw["info"])
 
 
-def _run_exact(problem, *, time_limit=None):
+def _run_bnb(problem, *, time_limit=None, rel_gap=None, shift="scaled", use_falcon=True,
+             max_nodes=None):
+    """The purpose-built branch and bound (:mod:`pruneopt.solvers.fast.joint_qp.branch_and_bound`)."""
+    from pruneopt.solvers.fast.joint_qp.branch_and_bound import DEFAULT_REL_GAP, solve_bnb
+
+    rel = DEFAULT_REL_GAP if rel_gap is None else float(rel_gap)
+    if not (math.isfinite(rel) and rel >= 0.0):
+        raise ValueError(f"rel_gap: must be a finite number >= 0, got {rel_gap!r}")
+    raw = solve_bnb(problem, time_limit=time_limit, rel_gap=rel, shift=shift,
+                    use_falcon=bool(use_falcon),
+                    max_nodes=None if max_nodes is None else int(max_nodes))
+    opts = {"rel_gap": rel, "shift": shift, "use_falcon": bool(use_falcon),
+            "max_nodes": max_nodes, "time_limit": time_limit,
+            "proof": "certified float64 dual bound (explicit rounding margins), no MILP"}
+    return finalize(problem, solver="exact", x=raw["x"], bound=raw["bound"],
+                    backend_status=raw["status"], backend="numpy",
+                    backend_version=numpy_version(), options=opts, message=raw["message"],
+                    info=raw["info"])
+
+
+def _run_oa_exact(problem, *, time_limit=None):
     """Enumeration for p ≤ ``ENUMERATE_EXACT_ITEMS``, else outer approximation.
 
     OA comes before SCIP (measured on digits-CNN instances, p = 16 – 40): OA proved the
@@ -256,7 +282,7 @@ def _run_exact(problem, *, time_limit=None):
     else:
         res, chosen = _run_oa(problem, time_limit=time_limit), "oa-highs"
     msg = f"via {chosen}" + (f": {res.message}" if res.message else "")
-    return res.replace(solver="exact", message=msg, info={**res.info, "delegate": chosen})
+    return res.replace(solver="oa-exact", message=msg, info={**res.info, "delegate": chosen})
 
 
 # ------------------------------------------------------------------------------- heuristic
@@ -292,7 +318,12 @@ def _register_all() -> None:
                         description="the Pyomo MIQP, SCIP at zero gap; needs the [scip] extra "
                                     "(pyscipopt)",
                         available=pyomo_scip.available, options=("seed", "stall_nodes")))
-    register(SolverSpec("exact", JOINT_QP, _run_exact, exact=True,
+    register(SolverSpec("exact", JOINT_QP, _run_bnb, exact=True,
+                        description="branch and bound on a certified dual bound (Fenchel "
+                                    "dual of the backsolve + knapsack LP dual, float64 "
+                                    "rounding margins)",
+                        options=("rel_gap", "shift", "use_falcon", "max_nodes")))
+    register(SolverSpec("oa-exact", JOINT_QP, _run_oa_exact, exact=True,
                         description=f"enumerate for p <= {ENUMERATE_EXACT_ITEMS}, else "
                                     "oa-highs"))
     register(SolverSpec("magnitude-backsolve", JOINT_QP, _run_magnitude_backsolve, exact=False,
