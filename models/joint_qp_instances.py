@@ -34,6 +34,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.models.costs import flatten_weights, layer_ptr, prunable_layers
 from pruneopt.models.defaults import DEFAULT_L2
@@ -86,16 +87,6 @@ def _layer_indices(names: tuple[str, ...], layers) -> list[int]:
     return sorted(out)
 
 
-def _fraction(value, field: str) -> Fraction:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field}: must be a fraction in [0, 1], got {value!r}") from None
-    if isinstance(value, bool | np.bool_) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
-        raise ValueError(f"{field}: must be a fraction in [0, 1], got {value!r}")
-    return Fraction(repr(x))
-
-
 def network_problem(model: str = "digits-cnn", *, layers: Sequence[str | int] | None = None,
                     items: int | None = None, calibration: int = 128,
                     block_size: int | None = None, keep_nnz: float = 0.5,
@@ -113,7 +104,9 @@ def network_problem(model: str = "digits-cnn", *, layers: Sequence[str | int] | 
         raise ValueError(f"l2: must be a positive ridge, got {l2!r}")
     if not math.isfinite(first_order):
         raise ValueError(f"first_order: must be finite, got {first_order!r}")
-    f_nnz, f_flops = _fraction(keep_nnz, "keep_nnz"), _fraction(keep_flops, "keep_flops")
+    # the decimal as written (0.4 of 10 MACs is 4, not 3.9999...)
+    f_nnz = Fraction(repr(fraction(keep_nnz, "keep_nnz", low_open=False)))
+    f_flops = Fraction(repr(fraction(keep_flops, "keep_flops", low_open=False)))
     X, w, ptr, cost, names = _network(model, int(calibration), int(seed), int(model_seed))
     chosen = _layer_indices(names, layers)
     pool = np.concatenate([np.arange(ptr[g], ptr[g + 1]) for g in chosen])

@@ -3,6 +3,8 @@
     pruneopt solve FILE --solver NAME [--time-limit S] [--json] [--save-solution OUT.npz]
     pruneopt crosscheck FILE --solvers a,b,c [--time-limit S] [--json | --csv OUT]
     pruneopt generate joint --layers L --items P [--dist NAME] [--shape NAME] --seed S --out FILE
+    pruneopt generate joint-qp --model digits-mlp|digits-cnn [--layers A,B] [--items P]
+                      [--calibration N] [--block-size B] --seed S --out FILE
     pruneopt export FILE --format lp|mps --out F
     pruneopt solvers [FILE]
     pruneopt report [--out DIR] [--quick]
@@ -133,11 +135,33 @@ def cmd_crosscheck(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from pruneopt.formulations.joint.generate import generate_joint
+    if args.formulation == "joint-qp":
+        # the quadratic model of a trained digits network (torch is imported only here)
+        from pruneopt.models.joint_qp_instances import network_problem
 
-    problem = generate_joint(layers=args.layers, items=args.items, dist=args.dist,
-                             shape=args.shape, keep_nnz=args.keep_nnz,
-                             keep_flops=args.keep_flops, seed=args.seed)
+        layers = None if args.layers is None else [
+            int(s) if s.strip().lstrip("-").isdigit() else s.strip()
+            for s in args.layers.split(",")]
+        problem = network_problem(args.model or "digits-cnn", layers=layers, items=args.items,
+                                  calibration=args.calibration or 128,
+                                  block_size=args.block_size,
+                                  keep_nnz=args.keep_nnz, keep_flops=args.keep_flops,
+                                  seed=args.seed)
+    else:
+        from pruneopt.formulations.joint.generate import generate_joint
+
+        if args.model is not None or args.calibration is not None or args.block_size is not None:
+            raise ValueError("generate: --model, --calibration and --block-size belong to "
+                             "joint-qp")
+        try:
+            n_layers = 8 if args.layers is None else int(args.layers)
+        except ValueError:
+            raise ValueError(f"layers: joint takes a number of layers, got {args.layers!r}") \
+                from None
+        problem = generate_joint(layers=n_layers,
+                                 items=1000 if args.items is None else args.items,
+                                 dist=args.dist, shape=args.shape, keep_nnz=args.keep_nnz,
+                                 keep_flops=args.keep_flops, seed=args.seed)
     problem.save(args.out)
     print(f"wrote {args.out}: {problem!r}", file=sys.stderr)
     return 0
@@ -228,10 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", metavar="OUT")
     p.set_defaults(func=cmd_crosscheck)
 
-    p = sub.add_parser("generate", help="write a random instance")
-    p.add_argument("formulation", choices=["joint"])
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--items", type=int, default=1000)
+    p = sub.add_parser("generate", help="write an instance: a random joint ILP, or the joint "
+                                         "MIQP (joint-qp) of a trained digits network")
+    p.add_argument("formulation", choices=["joint", "joint-qp"])
+    p.add_argument("--layers", default=None,
+                   help="joint: the number of layers (default 8); joint-qp: comma-separated "
+                        "layer names or indices (default: the whole network)")
+    p.add_argument("--items", type=positive_int, default=None,
+                   help="joint: items (default 1000); joint-qp: weights sampled from the "
+                        "layers (default: all of them)")
+    p.add_argument("--model", choices=["digits-mlp", "digits-cnn"], default=None,
+                   help="joint-qp: the trained network (default digits-cnn)")
+    p.add_argument("--calibration", type=positive_int, default=None,
+                   help="joint-qp: n, the samples whose gradients form X (default 128)")
+    p.add_argument("--block-size", type=positive_int, default=None,
+                   help="joint-qp: FALCON's block-diagonal Fisher, blocks of this many weights "
+                        "of a layer (default: the full Fisher)")
     p.add_argument("--dist", choices=DISTRIBUTIONS, default="kaiming")
     p.add_argument("--shape", choices=SHAPES, default="random")
     p.add_argument("--keep-nnz", type=_fraction, default=0.5)

@@ -54,6 +54,42 @@ def test_generate_writes_the_same_instance_as_the_api(instance):
     assert (p.nnz_budget, p.flop_budget, p.names) == (q.nnz_budget, q.flop_budget, q.names)
 
 
+def test_generate_joint_qp_from_a_trained_network(tmp_path):
+    """``generate joint-qp`` writes the API's network instance, and ``exact`` proves it."""
+    from pruneopt.models.joint_qp_instances import network_problem
+
+    path = tmp_path / "mlp.npz"
+    proc = cli("generate", "joint-qp", "--model", "digits-mlp", "--layers", "fc2,fc3",
+               "--items", 60, "--calibration", 8, "--block-size", 16, "--seed", 3,
+               "--out", path)
+    assert proc.returncode == 0, proc.stderr
+    p = pruneopt.load_problem(path)
+    q = network_problem("digits-mlp", layers=["fc2", "fc3"], items=60, calibration=8,
+                        block_size=16, seed=3)
+    for name in ("X", "w_bar", "group_ptr", "flop_cost", "block_ptr"):
+        np.testing.assert_array_equal(getattr(p, name), getattr(q, name))
+    assert (p.nnz_budget, p.flop_budget, p.ridge) == (q.nnz_budget, q.flop_budget, q.ridge)
+    assert p.nnz_budget == 30 and p.num_samples == 8
+    exact = pruneopt.solve(p, "exact", time_limit=60)
+    oa = pruneopt.solve(p, "oa-highs", time_limit=60)
+    assert exact.proven_optimal
+    assert exact.objective <= oa.objective * (1 + 1e-9) + 1e-12
+    if oa.proven_optimal:
+        assert exact.objective == pytest.approx(oa.objective, rel=1e-8)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["generate", "joint-qp", "--model", "digits-mlp", "--layers", "nope"], "layers"),
+    (["generate", "joint-qp", "--model", "digits-mlp", "--items", "100000"], "items"),
+    (["generate", "joint", "--model", "digits-mlp"], "generate"),
+    (["generate", "joint", "--layers", "fc1"], "layers"),
+])
+def test_generate_joint_qp_bad_input(tmp_path, args, field):
+    proc = cli(*args, "--seed", 0, "--out", tmp_path / "g.npz")
+    assert_one_line_error(proc, field)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_solve_json_and_save_solution(instance, tmp_path):
     out = tmp_path / "sol.npz"
     proc = cli("solve", instance, "--solver", "highs", "--json", "--save-solution", out)
