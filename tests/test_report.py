@@ -252,3 +252,25 @@ def test_rendering_and_config_import_no_torch():
         "assert 'pruneopt.models.study_jobs' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_network_miqp_table_measures_each_method_against_the_best_bound():
+    """Hand-computed: best Q 2.0 (exact), best certified bound 1.9 (exact's)."""
+    from pruneopt.reports.rendering.tables import network_miqp_table
+
+    base = {"job_id": "j", "job_kind": "instance", "formulation": "joint-qp",
+            "size": "digits-mlp", "p": 6464, "keep_nnz": 0.4, "budget": 0.35, "feasible": True}
+    rows = pd.DataFrame([
+        {**base, "solver": "exact", "status": "time_limit", "objective": 2.0, "bound": 1.9,
+         "seconds": 30.0},
+        {**base, "solver": "falcon", "status": "feasible", "objective": 2.19, "bound": 1.0,
+         "seconds": 0.2},
+        {**base, "solver": "magnitude", "status": "feasible", "objective": 2.38,
+         "bound": float("nan"), "seconds": 0.01},
+        {**base, "job_id": "k", "size": "12", "solver": "exact", "status": "optimal",
+         "objective": 1.0, "bound": 1.0, "seconds": 0.1},  # a numeric size: not a network
+    ])
+    table = network_miqp_table(rows)
+    assert list(table["solver"]) == ["exact", "falcon", "magnitude"]
+    assert list(table["excess over best Q"]) == ["0", "0.1", "0.2"]
+    assert list(table["excess over certified bound"]) == ["0.053", "0.15", "0.25"]

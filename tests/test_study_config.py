@@ -145,6 +145,24 @@ def test_defaults_every_formulation_builds():
     assert (a.X == b.X).all()
 
 
+def test_joint_qp_of_a_whole_network_is_the_models_instance():
+    """A joint-qp block sized by a network name builds network_problem's instance."""
+    from pruneopt.models.joint_qp_instances import network_problem
+
+    config = parse_config({"instances": [
+        {"formulation": "joint-qp", "sizes": ["digits-mlp"], "budgets": [0.35],
+         "keep_nnz": 0.4, "samples": 8, "block_size": 64, "solvers": ["falcon"]}]})
+    (job,) = config.jobs
+    problem = build_instance(job)
+    expect = network_problem("digits-mlp", calibration=8, block_size=64, keep_nnz=0.4,
+                             keep_flops=0.35, seed=job.seed)
+    assert problem.num_items == expect.num_items == 6464 and problem.num_samples == 8
+    assert (problem.X == expect.X).all() and (problem.block_ptr == expect.block_ptr).all()
+    with pytest.raises(ValueError, match=r"instances\[0\]\.sizes"):
+        parse_config({"instances": [{"formulation": "joint-qp", "sizes": ["resnet20"],
+                                     "budgets": [0.5]}]})
+
+
 def test_network_defaults_accept_every_method():
     config = parse_config({"networks": [{"model": "digits-cnn", "flops": 0.5}]})
     assert sorted(j.method for j in config.jobs) == sorted(known_methods())

@@ -38,7 +38,9 @@ A full example (``examples/sweep_small.toml`` is a runnable one)::
   real ones, ``models/small_instances.py``, needs torch and the trained digits CNN): ``samples``
   (n, default 16) rows of X ~ N(0, 0.5²), w̄ ~ N(0, 0.3²), ridge 0.05, min(3, p) layers with
   MAC costs drawn from {1, 16, 64, 256}. Optional keys ``keep_nnz`` (default 1), ``samples``,
-  ``layers``.
+  ``layers``. Or ``digits-mlp`` | ``digits-cnn``: the whole trained network's quadratic model
+  (:func:`~pruneopt.models.joint_qp_instances.network_problem`, needs torch), ``samples`` its
+  calibration n (default 128), ``block_size`` FALCON's block-diagonal Fisher (default: full).
 * ``allocation`` — L layers of the ``random`` shape
   (:func:`~pruneopt.formulations.allocation.generate.generate_allocation`) with ``options`` keep
   fractions each (optional key, default 10); or a layer table name. Optional ``keep_nnz``
@@ -102,7 +104,7 @@ NETWORK_MODELS = ("digits-mlp", "digits-cnn", "resnet20", "resnet56", "mobilenet
 #: Named sizes each formulation accepts besides integers.
 NAMED_SIZES = {
     "joint": ("resnet20", "mobilenetv1", "resnet50"),
-    "joint-qp": (),
+    "joint-qp": ("digits-mlp", "digits-cnn"),
     "allocation": ("resnet20", "mobilenetv1", "resnet50"),
     "channels": ("resnet20", "resnet56", "resnet50"),
 }
@@ -111,7 +113,7 @@ COMMON_INSTANCE_KEYS = ("formulation", "sizes", "budgets", "count", "solvers", "
 #: Optional generator keys of each formulation (and their checkers, see ``_extra``).
 EXTRA_KEYS = {
     "joint": ("dist", "keep_nnz", "layers"),
-    "joint-qp": ("keep_nnz", "samples", "layers"),
+    "joint-qp": ("keep_nnz", "samples", "layers", "block_size"),
     "allocation": ("keep_nnz", "options"),
     "channels": ("dist", "channels"),
 }
@@ -193,7 +195,7 @@ def _extra(key: str, v, path: str, formulation: str):
         return _dist(v, path, formulation)
     if key == "keep_nnz":
         return _fraction(v, path)
-    return _int(v, path, 1)  # layers, samples, options, channels
+    return _int(v, path, 1)  # layers, samples, options, channels, block_size
 
 
 def _size(v, path: str, formulation: str) -> int | str:
@@ -370,7 +372,8 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
 def default_study_config(*, quick: bool = False, seed: int = 0) -> dict:
     """The default study beyond the joint ILP (a config dict in the ``pruneopt sweep`` schema).
 
-    Full: the joint MIQP at p = 12 and 16, allocation with 20 and 100 layers, channel selection
+    Full: the joint MIQP at p = 12 and 16 and on the whole digits MLP (block-diagonal Fisher,
+    exact against FALCON, CHITA, WoodFisher and magnitude, 30 s), allocation with 20 and 100 layers, channel selection
     on random DAGs of 6, 12 and 24 groups, every available solver of each (sized so that
     ``make report`` stays within 5 minutes on 2 cores; the benchmarks go to network scale);
     on the digits MLP and CNN every pruning method at 30/50/70 % of the MACs (FAIR at α = 0.005
@@ -390,6 +393,11 @@ def default_study_config(*, quick: bool = False, seed: int = 0) -> dict:
     else:
         instances = [
             {"formulation": "joint-qp", "sizes": [12, 16], "budgets": [0.3, 0.6]},
+            # the whole digits MLP (6,464 weights), FALCON's block-diagonal Fisher: the methods
+            # against exact's certified bound (DESIGN §2a', issue 12)
+            {"formulation": "joint-qp", "sizes": ["digits-mlp"], "budgets": [0.35],
+             "keep_nnz": 0.4, "samples": 128, "block_size": 128, "time_limit": 30.0,
+             "solvers": ["exact", "falcon", "chita", "woodfisher", "magnitude"]},
             {"formulation": "allocation", "sizes": [20, 100], "budgets": [0.3, 0.5, 0.7]},
             {"formulation": "channels", "sizes": [6, 12, 24], "budgets": [0.3, 0.5, 0.7]},
         ]

@@ -3,8 +3,8 @@
 solvers, cross-checked together, as one row per solver.
 
 The sizes each formulation accepts are documented in :mod:`pruneopt.reports.studies.config`.
-``joint-qp`` instances come from :func:`random_joint_qp` (numpy alone; the repository's
-generator of real ones, ``models/small_instances.py``, needs torch and the trained digits CNN).
+``joint-qp`` instances come from :func:`random_joint_qp` (numpy alone) or, for a network name,
+from :func:`~pruneopt.models.joint_qp_instances.network_problem` (torch, imported only then).
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ def build_instance(job: SweepJob):
         return generate_joint(layers=min(layers, size), items=size,
                               dist=job.param("dist", "kaiming"),
                               keep_nnz=job.param("keep_nnz", 1.0), keep_flops=budget, seed=seed)
+    if f == "joint-qp" and isinstance(size, str):
+        # a whole trained network: torch is imported only when a study asks for one
+        from pruneopt.models.joint_qp_instances import network_problem
+
+        return network_problem(size, calibration=job.param("samples", 128),
+                               block_size=job.param("block_size"), keep_nnz=job.param(
+                                   "keep_nnz", 1.0), keep_flops=budget, seed=seed)
     if f == "joint-qp":
         return random_joint_qp(p=size, keep_flops=budget, keep_nnz=job.param("keep_nnz", 1.0),
                                seed=seed, samples=job.param("samples", 16),
