@@ -36,20 +36,22 @@ class Evaluation:
         return not self.violations(tol)
 
 
-def as_binary_vector(x, size: int) -> np.ndarray:
-    """Turn a 0/1 decision (bool, int or float within 1e-6 of 0/1) into a bool array of ``size``."""
+def as_binary_vector(x, size: int, name: str = "x") -> np.ndarray:
+    """Turn a 0/1 decision (bool, int or float within 1e-6 of 0/1) into a bool array of ``size``
+    (``ValueError("<name>: ...")`` otherwise)."""
     arr = np.asarray(x)
     if arr.ndim != 1 or arr.size != size:
-        raise ValueError(f"x: must be 1-D with {size} entries, got shape {arr.shape}")
+        raise ValueError(f"{name}: must be a vector of {size} entries (0/1), got shape "
+                         f"{arr.shape}")
     if arr.dtype == np.bool_:
         return arr
     if arr.dtype.kind not in "iuf":
-        raise ValueError(f"x: must be 0/1 numbers, got dtype {arr.dtype}")
+        raise ValueError(f"{name}: must be 0/1 numbers, got dtype {arr.dtype}")
     rounded = np.rint(arr)
     if not np.all(np.isfinite(arr)) or np.any(np.abs(arr - rounded) > 1e-6):
-        raise ValueError("x: entries must be 0 or 1")
+        raise ValueError(f"{name}: entries must be 0 or 1")
     if np.any((rounded != 0) & (rounded != 1)):
-        raise ValueError("x: entries must be 0 or 1")
+        raise ValueError(f"{name}: entries must be 0 or 1")
     return rounded.astype(bool)
 
 
