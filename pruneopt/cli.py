@@ -12,8 +12,13 @@
     pruneopt channels --model M --flops F --solver NAME [--json] [--out DIR]
     pruneopt allocate (--model M | --table CSV) --flops F [--nnz N] --solver NAME [--json]
 
-Bad input (a malformed file, an unknown solver, a budget out of range) prints one line
-``pruneopt: error: <field>: <what is wrong>`` on stderr and exits with code 2, writing nothing.
+Bad input (a malformed file, an unknown solver, a budget out of range, an output path that
+cannot be written) prints one line ``pruneopt: error: <field>: <what is wrong>`` on stderr and
+exits with code 2, writing nothing. Every output path (``--out``, ``--csv``, ``--save-solution``)
+is checked before any work starts (:func:`pruneopt.formulations.files.check_output_file` /
+``check_output_dir``). A run that fails its own checks, or an I/O error after the checks, is one
+line and exit code 1; ``crosscheck`` exits with 3 when a verdict flags a bug. A closed stdout
+(``pruneopt ... | head``) ends the command quietly (exit code 1).
 
 The command line parses, calls and prints; it does no library work and never imports torch.
 This module holds the parser and the commands on exchange files (solve, crosscheck, generate,
@@ -27,6 +32,7 @@ command writes goes through :func:`pruneopt.formulations.files.atomic_write`.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -39,7 +45,7 @@ import numpy as np
 
 from pruneopt.cli_types import positive_float, positive_int
 from pruneopt.formulations.checks import fraction
-from pruneopt.formulations.files import atomic_write
+from pruneopt.formulations.files import atomic_write, check_output_dir, check_output_file
 
 
 class InputError(Exception):
@@ -57,12 +63,34 @@ def _load(path: str):
     return load_problem(path)
 
 
-def _parse_options(pairs: list[str] | None) -> dict:
+_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
+
+
+def _boolean_options(spec) -> frozenset[str]:
+    """The options of a solver that are switches (their default is a bool)."""
+    try:
+        params = inspect.signature(spec.run).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(name for name in spec.options
+                     if name in params and isinstance(params[name].default, bool))
+
+
+def _parse_options(pairs: list[str] | None, booleans: frozenset[str] = frozenset()) -> dict:
+    """``KEY=VALUE`` pairs: a switch (in ``booleans``) takes true/false/yes/no/1/0 (any case)
+    and nothing else; other values are JSON where they parse, else strings."""
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise InputError(f"--option: expected KEY=VALUE, got '{pair}'")
         key, val = pair.split("=", 1)
+        if key in booleans:
+            word = val.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise InputError(f"option: {key} is true or false (or yes/no, 1/0), "
+                                 f"got {val!r}")
+            out[key] = word in _TRUE
+            continue
         try:
             out[key] = json.loads(val)
         except json.JSONDecodeError:
@@ -80,10 +108,13 @@ def _result_line(r) -> str:
 # --------------------------------------------------------------------------------- commands
 def cmd_solve(args) -> int:
     from pruneopt.solvers import solve
+    from pruneopt.solvers.registry import get_solver
 
+    if args.save_solution:
+        check_output_file(args.save_solution, "save_solution")
     problem = _load(args.file)
-    result = solve(problem, args.solver, time_limit=args.time_limit,
-                   **_parse_options(args.option))
+    options = _parse_options(args.option, _boolean_options(get_solver(problem, args.solver)))
+    result = solve(problem, args.solver, time_limit=args.time_limit, **options)
     if args.save_solution:
         if result.x is None:
             raise InputError(f"--save-solution: {args.solver} returned no selection "
@@ -104,6 +135,8 @@ def cmd_solve(args) -> int:
 def cmd_crosscheck(args) -> int:
     from pruneopt.solvers.crosscheck import any_flag, crosscheck
 
+    if args.csv:
+        check_output_file(args.csv, "csv")
     problem = _load(args.file)
     names = [s.strip() for s in args.solvers.split(",") if s.strip()]
     if not names:
@@ -135,6 +168,7 @@ def cmd_crosscheck(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    check_output_file(args.out, "out")
     if args.formulation == "joint-qp":
         # the quadratic model of a trained digits network (torch is imported only here)
         from pruneopt.models.joint_qp_instances import network_problem
@@ -168,12 +202,18 @@ def cmd_generate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    check_output_file(args.out, "out")
     model = _load(args.file).to_pyomo()
+    from pyomo.opt import ProblemFormat
+
+    # the enum, not the string "lp": Pyomo warns when the string differs from its own name
+    # (cpxlp) of the format it guesses from the scratch file's suffix
+    fmt = {"lp": ProblemFormat.cpxlp, "mps": ProblemFormat.mps}[args.format]
 
     def write(fh) -> None:  # Pyomo writes to a file name: a scratch file, copied into fh
         with tempfile.TemporaryDirectory(prefix="pruneopt-export-") as scratch:
             path = os.path.join(scratch, f"model.{args.format}")
-            model.write(path, format=args.format, io_options={"symbolic_solver_labels": True})
+            model.write(path, format=fmt, io_options={"symbolic_solver_labels": True})
             with open(path, "rb") as src:
                 shutil.copyfileobj(src, fh)
 
@@ -194,6 +234,7 @@ def cmd_solvers(args) -> int:
 
 
 def cmd_report(args) -> int:
+    check_output_dir(args.out, "out")
     from pruneopt.reports.build import build_report
 
     paths = build_report(args.out, quick=args.quick, seed=args.seed,
@@ -309,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -318,8 +359,27 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted")
-    except RuntimeError as exc:  # a run that failed its own checks (e.g. a budget violated)
-        print(f"pruneopt: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except (RuntimeError, OSError) as exc:  # a run that failed its own checks (e.g. a budget
+        print(f"pruneopt: error: {exc}", file=sys.stderr)  # violated), or I/O failing after
+        return 1  # the output paths were checked (a full disk)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:  # also for --help (SystemExit): a closed pipe shows up at the flush
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout was closed early (`pruneopt ... | head`): end quietly, as the Python docs
+        # advise: the interpreter's own flush at exit must not fail again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
         return 1
 
 

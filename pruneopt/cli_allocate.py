@@ -52,6 +52,10 @@ def _fractions(text):
 
 
 def cmd_allocate(args) -> int:
+    if args.out:  # before any work: a path that cannot be written is bad input
+        from pruneopt.formulations.files import check_output_dir
+
+        check_output_dir(args.out, "out")
     from pruneopt.models.workflows.allocate import AllocateSettings, run_allocate, save_allocate
 
     settings = AllocateSettings(keep_flops=args.flops, keep_nnz=args.nnz, solver=args.solver,

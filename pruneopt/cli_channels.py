@@ -58,6 +58,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_channels(args) -> int:
+    if args.out:  # before any work: a path that cannot be written is bad input
+        from pruneopt.formulations.files import check_output_dir
+
+        check_output_dir(args.out, "out")
     from pruneopt.models.workflows.channels import ChannelSettings, run_channels, save_channels
     from pruneopt.models.workflows.loading import parse_input_shape
 

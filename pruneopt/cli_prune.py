@@ -69,6 +69,11 @@ def add_parser(sub) -> None:
 def cmd_prune(args) -> int:
     from pruneopt.models.defaults import STRUCTURED_METHODS
 
+    if args.out:  # before any work: a path that cannot be written is bad input
+        from pruneopt.formulations.files import check_output_dir
+
+        check_output_dir(args.out, "out")
+
     if args.method in STRUCTURED_METHODS:
         return _cmd_structured(args)
     if args.flops is None:

@@ -38,14 +38,17 @@ def add_parser(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
+    from pruneopt.formulations.files import check_output_file
     from pruneopt.reports.studies.config import load_config
     from pruneopt.reports.studies.sweep import run_sweep
 
     executor = args.executor or ("dask" if args.scheduler else "local")
     if args.scheduler and executor != "dask":
         raise ValueError("scheduler: only with --executor dask")
+    if args.out:
+        check_output_file(args.out, "out")  # before any job runs (and before the config)
     config = load_config(args.config)
-    out = args.out or f"{config.name}.csv"
+    out = args.out or check_output_file(f"{config.name}.csv", "out")
     df = run_sweep(config.jobs, out, executor=executor, scheduler=args.scheduler,
                    workers=args.workers, progress=not args.no_progress,
                    retry_errors=args.retry_errors)

@@ -19,8 +19,10 @@ pruning). ``Dataset.kind`` (``file``, ``digits``, ``synthetic``) goes into every
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,18 +83,39 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
     return dims  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _cwd_on_path():
+    """The current directory on ``sys.path`` while a user's module is imported (the
+    ``pruneopt`` console script, unlike ``python -m``, does not put it there)."""
+    cwd = os.getcwd()
+    added = "" not in sys.path and cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _from_callable(spec: str) -> nn.Module:
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name:
         raise ValueError(f"model: expected module:function, got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"model: cannot import module '{module_name}': {exc}") from None
+        with _cwd_on_path():
+            module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module itself failing as it runs
+        raise ValueError(f"model: cannot import module '{module_name}': "
+                         f"{type(exc).__name__}: {exc}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ValueError(f"model: '{module_name}' has no callable '{func_name}'")
-    model = func()
+    try:
+        with _cwd_on_path():  # it may import more of the user's modules as it runs
+            model = func()
+    except Exception as exc:  # the user's code: its failure is bad input, not our crash
+        raise ValueError(f"model: {spec}() raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: {spec} returned {type(model).__name__}, not an nn.Module")
     return model
@@ -129,7 +152,8 @@ def _load_checkpoint(path: str, input_shape, seed: int) -> ResolvedModel:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # not a plain-data checkpoint: maybe a pickled module
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            with _cwd_on_path():  # a pickled module's classes may live in the user's module
+                obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:
             raise ValueError(f"model: cannot read checkpoint {path}: {exc}") from None
     if isinstance(obj, nn.Module):
