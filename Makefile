@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := torch,scip,dask,test
 REPORT_DIR ?= pruneopt-report
 
-.PHONY: report test install bench clean
+.PHONY: report test check-page install bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,13 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+
+# The report's index.html in a real browser at 1400 px (needs Debian's chromium; see README):
+# no sideways overflow, every image loaded, a screenshot per section under SHOTS.
+SHOTS ?= $(REPORT_DIR)/screenshots
+check-page: $(STAMP)
+	PRUNEOPT_BROWSER_REPORT=$(abspath $(REPORT_DIR))/index.html PRUNEOPT_SCREENSHOTS=$(abspath $(SHOTS)) \
+		$(BIN)/python -m pytest -p no:xdist -q tests/test_report_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/joint_scale.py --json

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import platform
 import time
+from dataclasses import replace
 
 import matplotlib
 import numpy as np
 import pandas as pd
 
 import pruneopt
-from pruneopt.formulations.files import atomic_write
+from pruneopt.formulations.files import atomic_write, check_output_dir
 from pruneopt.reports.rendering.html import render_html
 from pruneopt.reports.rendering.markdown import render_markdown
 from pruneopt.reports.rendering.plots import make_plots, study_plots
@@ -49,11 +50,16 @@ def build_report(out_dir, *, quick: bool = False, seed: int = 0, progress: bool 
     (:func:`~pruneopt.reports.studies.config.default_study_config`). With ``config`` (a TOML file
     in the ``pruneopt sweep`` schema, validated before anything runs): that study only. The sweep
     part's rows go to ``DIR/sweep-rows.csv`` as each job finishes; ``resume`` keeps the jobs
-    already there (otherwise the file is started afresh). Returns the paths written, by key.
+    already there (otherwise the file is started afresh). ``time_limit`` (seconds per solver
+    run) overrides every study's own limit. Returns the paths written, by key.
     """
     study = (parse_config(default_study_config(quick=quick, seed=seed)) if config is None
              else load_config(config))  # a bad config fails here, before any job
-    out_dir = os.fspath(out_dir)
+    if time_limit is not None:  # per solver run, in the sweep's instance jobs too
+        study = replace(study, time_limit=float(time_limit), jobs=tuple(
+            replace(j, time_limit=float(time_limit)) if j.kind == "instance" else j
+            for j in study.jobs))
+    out_dir = check_output_dir(out_dir, "out")  # and an unusable DIR too
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
     if workers is None:
@@ -75,11 +81,25 @@ def build_report(out_dir, *, quick: bool = False, seed: int = 0, progress: bool 
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": environment(),
     }
+    return write_report(out_dir, rows, sweep_rows, meta, start=start,
+                        extra_paths={"sweep_rows": sweep_path})
+
+
+def write_report(out_dir, rows: pd.DataFrame, sweep_rows: pd.DataFrame, meta: dict, *,
+                 start: float | None = None, extra_paths: dict | None = None
+                 ) -> dict[str, str]:
+    """Render the rows of a study into ``out_dir``: ``rows.csv`` and ``rows.parquet`` (every
+    row: the joint-ILP study's, in the sweep's column names, then the sweep's), the PNG plots,
+    ``report.md`` and ``index.html``. ``rows`` are the joint-ILP study's rows (may be empty),
+    ``sweep_rows`` the sweep part's; ``meta["wall_seconds"]`` is set from ``start`` (a
+    ``time.perf_counter()`` value) when given. Returns the paths written, by key."""
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
     paths = {"html": os.path.join(out_dir, "index.html"),
              "markdown": os.path.join(out_dir, "report.md"),
              "rows": os.path.join(out_dir, "rows.csv"),
              "rows_parquet": os.path.join(out_dir, "rows.parquet"),
-             "sweep_rows": sweep_path}
+             **(extra_paths or {})}
     all_rows = pd.concat([as_sweep_rows(rows), sweep_rows], ignore_index=True,
                          sort=False) if len(rows) else sweep_rows
     atomic_write(paths["rows"], all_rows.to_csv(index=False))
@@ -90,12 +110,13 @@ def build_report(out_dir, *, quick: bool = False, seed: int = 0, progress: bool 
     plots.update(study_plots(sweep_rows))
     for key, png in plots.items():
         paths[f"plot_{key}"] = atomic_write(os.path.join(out_dir, f"{key}.png"), png)
-    meta["wall_seconds"] = time.perf_counter() - start
+    if start is not None:
+        meta["wall_seconds"] = time.perf_counter() - start
     plot_files = {key: paths[f"plot_{key}"] for key in plots}
     extra = study_sections(sweep_rows, meta)
-    atomic_write(paths["markdown"], render_markdown(rows, meta, plot_files, extra))
-    atomic_write(paths["html"], render_html(rows, meta, plots, extra))
+    atomic_write(paths["markdown"], render_markdown(rows, meta, plot_files, extra, all_rows))
+    atomic_write(paths["html"], render_html(rows, meta, plots, extra, all_rows))
     return paths
 
 
-__all__ = ["build_report", "environment"]
+__all__ = ["build_report", "environment", "write_report"]

@@ -10,6 +10,7 @@ import base64
 import math
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,15 @@ def test_every_formulation_and_method_is_in_the_rows(report):
     _, paths, _, every = report
     assert {"joint", "joint-qp", "allocation", "channels"} <= set(every["formulation"].dropna())
     inst = every[(every["job_kind"] == "instance") & (every["formulation"] != "joint")]
-    assert (inst["verdict"] == "ok").all(), inst.loc[inst["verdict"] != "ok", "verdict"]
+    # every run that returned something passed the cross-check; the others were refused by
+    # design (dp off chains or beyond its state space), not run, and say why
+    checked = inst["verdict"] == "ok"
+    refused = inst["refused"].astype(bool)
+    assert (checked | refused).all(), inst.loc[~(checked | refused), ["solver", "message"]]
+    assert (inst.loc[refused, "verdict"] == "not-checked").all()
+    assert (inst.loc[refused, "status"] == "error").all()
+    assert inst.loc[refused, "message"].str.startswith("refused: ").all()
+    assert (inst["status"] != "error").sum() == (~refused).sum()
     exact = inst[inst["kind"] == "exact"]
     assert exact[exact["solver"] == "exact"]["proven_optimal"].astype(bool).all()
     net = every[every["job_kind"] == "network"]
@@ -148,8 +157,26 @@ def test_markdown_mentions_each_solver_and_units(report):
     assert "MACs" in md and "per input sample" in md
     assert "BatchNorm" in md and "not counted" in md
     assert "gap to the best bound" in md.lower()
-    assert "passed the cross-check" in md  # no flag in the quick study
-    assert "CROSS-CHECK FAILED" not in md
+    assert "CROSS-CHECK FAILED" not in md  # no flag in the quick study
+    every = report[3]
+    refused = every["refused"].astype(bool)
+    if refused.any():  # dp refused off chains: counted apart, each with its reason
+        assert "errored or were refused" in md and "passed the cross-check" not in md
+        assert "## Runs that did not solve" in md and "| refused |" in md
+    else:
+        assert "passed the cross-check" in md
+
+
+def test_rows_carry_only_the_documented_statuses(report):
+    from pruneopt.solvers.constants import STATUSES
+
+    _, _, _, every = report
+    assert set(every["status"].dropna()) <= set(STATUSES), set(every["status"])
+    assert set(every["job_status"]) <= {"ok", "error"}
+    assert set(every["verdict"].dropna()) <= {"ok", "not-checked"}  # no flag, or no result
+    net = every[every["job_kind"] == "network"]
+    assert net["verdict"].isna().all()  # a pruning run is not cross-checked
+    assert (net["status"] == np.where(net["budgets_met"].astype(bool), "feasible", "error")).all()
 
 
 # ------------------------------------------------------------------------------ study definition
@@ -274,3 +301,143 @@ def test_network_miqp_table_measures_each_method_against_the_best_bound():
     assert list(table["solver"]) == ["exact", "falcon", "magnitude"]
     assert list(table["excess over best Q"]) == ["0", "0.1", "0.2"]
     assert list(table["excess over certified bound"]) == ["0.053", "0.15", "0.25"]
+
+
+# ------------------------------------------------------------------------------ every failure shown
+def _outcome_rows() -> pd.DataFrame:
+    """Sweep rows of one instance: solved runs, an error, a refusal and a time limit."""
+    base = {"job_id": "j", "job_key": "channels/12/F0.5/#0", "job_kind": "instance",
+            "job_status": "ok", "formulation": "channels", "size": "12", "p": 96,
+            "budget": 0.5, "time_limit": 20.0, "feasible": True, "verdict": "ok",
+            "refused": False, "seconds": 0.1, "message": ""}
+    none = {"feasible": False, "verdict": "not-checked", "proven_optimal": False,
+            "objective": math.nan, "bound": math.nan, "gap_to_best_bound": math.nan}
+    return pd.DataFrame([
+        {**base, "solver": "exact", "kind": "exact", "status": "optimal",
+         "proven_optimal": True, "objective": 1.0, "bound": 1.0, "gap_to_best_bound": 0.0},
+        {**base, "solver": "fast", "kind": "fast", "status": "feasible", "objective": 0.9,
+         "bound": 1.1, "gap_to_best_bound": 0.1},
+        {**base, **none, "solver": "cpsat", "kind": "exact", "status": "error",
+         "message": "RuntimeError: the backend crashed (planted)"},
+        {**base, **none, "solver": "dp", "kind": "exact", "status": "error", "refused": True,
+         "seconds": math.nan, "message": "refused: dp is exact on chains only (planted)"},
+        {**base, "solver": "pyomo-scip", "kind": "exact", "status": "time_limit",
+         "proven_optimal": False, "objective": 0.95, "bound": 1.2, "gap_to_best_bound": 0.05,
+         "message": "SCIP: time limit (planted)"},
+    ])
+
+
+def test_headline_counts_errors_and_refusals_never_all_passed():
+    from pruneopt.reports.rendering.sections import outcome_callouts, report_sections
+
+    rows = _outcome_rows()
+    text = outcome_callouts(rows)
+    assert "passed the cross-check" not in text and "All " not in text
+    assert "2 of 5 runs errored or were refused (1 errored, 1 refused by design)" in text
+    assert "Failures: `cpsat` (channels ×1)" in text
+    assert "refused by design" in text and "`dp` (channels ×1)" in text
+    assert "1 run(s) stopped at their time limit" in text and "`pyomo-scip`" in text
+    md = render_markdown(pd.DataFrame(), {"study": "s"}, every=rows)
+    assert "errored or were refused" in md and "passed the cross-check" not in md
+    # an error is an alert, a refusal and a time limit are notes; nothing reads all-clear
+    page = render_html(pd.DataFrame(), {"study": "s"}, every=rows)
+    assert 'class="alert"' in page and 'class="note"' in page and 'class="okay"' not in page
+    # the sweep part's own line says so too
+    secs = report_sections(pd.DataFrame(), {}, extra=None, every=rows)
+    assert [s.heading for s in secs][:2] == ["", "Runs that did not solve"]
+
+
+def test_failure_table_lists_each_unsolved_run_with_its_reason():
+    from pruneopt.reports.rendering.tables import outcome_counts, outcome_table, unsolved_runs
+
+    rows = _outcome_rows()
+    counts = outcome_counts(rows)
+    assert (counts["solved"], counts["errored"], counts["refused"], counts["time limit"],
+            counts["flagged"]) == (2, 1, 1, 1, 0)
+    detail = unsolved_runs(rows)
+    assert list(detail["solver / method"]) == ["cpsat", "pyomo-scip", "dp"]  # failures first
+    assert list(detail["outcome"]) == ["**errored**", "time limit", "refused"]
+    reasons = dict(zip(detail["solver / method"], detail["reason"], strict=True))
+    assert reasons["cpsat"] == "RuntimeError: the backend crashed (planted)"
+    assert reasons["dp"] == "dp is exact on chains only (planted)"
+    assert reasons["pyomo-scip"] == "stopped at its time limit (20 s): SCIP: time limit (planted)"
+    assert set(detail["run"]) == {"channels/12/F0.5/#0"}
+    table = outcome_table(rows)
+    assert list(table["solver / method"]) == ["cpsat", "dp", "pyomo-scip"]
+    assert table.set_index("solver / method").loc["cpsat", "errored"] == "**1**"
+    assert table.set_index("solver / method").loc["dp", "refused"] == "1"
+
+
+def test_clean_rows_read_all_passed():
+    from pruneopt.reports.rendering.sections import outcome_callouts, report_sections
+
+    rows = _outcome_rows().iloc[:2]
+    text = outcome_callouts(rows)
+    assert text.startswith("> All 2 runs passed the cross-check")
+    assert "errored" not in text.split("and none errored")[0]
+    assert "Runs that did not solve" not in [s.heading for s in report_sections(
+        pd.DataFrame(), {}, every=rows)]
+
+
+def test_synthetic_report_shows_every_kind_of_unsolved_run(tmp_path):
+    from report_rows import BUDGET_MISSED, ERROR, REFUSAL, META, joint_rows, sweep_rows
+
+    from pruneopt.reports.build import write_report
+
+    paths = write_report(tmp_path, joint_rows(), sweep_rows(), dict(META))
+    md = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert "8 of 285 runs errored or were refused (1 errored, 1 missed the budget asked, 6 " \
+           "refused by design)" in md
+    for reason in (ERROR, BUDGET_MISSED, REFUSAL[len("refused: "):]):
+        assert reason in md
+    assert "| digits-cnn | autobot | 0.7 | **0.908** |" in md  # the missed budget, in bold
+    assert "**budget missed**" in md
+    rows = pd.read_csv(paths["rows"], low_memory=False)
+    from pruneopt.solvers.constants import STATUSES
+
+    assert set(rows["status"].dropna()) <= set(STATUSES)
+
+
+def test_refused_solver_is_not_run_and_says_why():
+    """dp on a channel graph that is not a chain: recorded as refused before any solve."""
+    from pruneopt.reports.studies.instances import run_instance_job
+    from pruneopt.reports.studies.jobs import SweepJob
+
+    job = SweepJob(kind="instance", formulation="channels", size=6, budget=0.5, seed=1,
+                   solvers=("exact", "dp", "fast"), time_limit=5.0)
+    rows = {r["solver"]: r for r in run_instance_job(job)}
+    dp = rows["dp"]
+    assert dp["status"] == "error" and dp["refused"] is True and dp["verdict"] == "not-checked"
+    assert dp["message"].startswith("refused: dp is exact on chains only")
+    assert math.isnan(dp["seconds"])  # never ran
+    assert rows["exact"]["status"] == "optimal" and rows["exact"]["refused"] is False
+    assert rows["exact"]["verdict"] == rows["fast"]["verdict"] == "ok"
+    assert all(r["job_rows"] == 3 for r in rows.values())
+
+
+def test_refusal_checks_match_the_solvers():
+    from pruneopt.formulations.channels.generate import generate_channels
+    from pruneopt.reports.studies.applicability import is_refusal_message, refusal
+    from pruneopt.reports.studies.instances import random_joint_qp
+
+    assert refusal(generate_channels(shape="chain", seed=1, groups=6), "dp") is None
+    assert refusal(generate_channels(shape="random", seed=1, groups=6), "exact") is None
+    assert "stops at p = 22" in refusal(random_joint_qp(p=30, keep_flops=0.5), "enumerate")
+    assert refusal(random_joint_qp(p=10, keep_flops=0.5), "enumerate") is None
+    # a refusal raised by the solver itself is recognised too
+    problem = generate_channels(shape="random", seed=1, groups=6)
+    with pytest.raises(ValueError) as exc:
+        pruneopt.solve(problem, "dp")
+    assert is_refusal_message(f"ValueError: {exc.value}")
+    assert not is_refusal_message("RuntimeError: something else")
+
+
+def test_missed_budget_is_an_error_status_with_its_reason():
+    from pruneopt.reports.studies.jobs import SweepJob
+    from pruneopt.reports.studies.networks import network_status
+
+    job = SweepJob(kind="network", model="digits-cnn", method="autobot", budget=0.7, seed=0)
+    assert network_status({"budgets_met": True, "macs_kept": 0.69}, job) == ("feasible", None)
+    status, message = network_status({"budgets_met": False, "macs_kept": 0.908}, job)
+    assert status == "error"
+    assert message == "budget missed: autobot kept 0.908 of the dense MACs, asked 0.7"

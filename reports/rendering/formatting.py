@@ -43,6 +43,8 @@ def network_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def solver_order(rows: pd.DataFrame) -> list[str]:
     """The joint solvers present in ``rows``: registry order first, then any others."""
+    if "solver" not in rows.columns:
+        return []
     known = [s.name for s in solver_specs("joint")]
     present = list(dict.fromkeys(rows["solver"].astype(str)))
     return [n for n in known if n in present] + [n for n in present if n not in known]
@@ -94,7 +96,7 @@ _NUMBER = re.compile(r"[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 def _numeric_cell(text: str) -> bool:
     t = text.strip().strip("*").strip()
-    if t in ("", "—", "nan", "not run", "no feasible x"):
+    if t in ("", "—", "nan", "n/a", "skipped", "not run", "no feasible x"):
         return True
     first = t.split(" (")[0]  # "median (max)" cells
     return bool(_NUMBER.fullmatch(first))

@@ -25,17 +25,20 @@ def table(df: pd.DataFrame) -> str:
 
 
 def render_markdown(rows: pd.DataFrame, meta: dict | None = None,
-                    plot_files: dict[str, str] | None = None, extra=None) -> str:
+                    plot_files: dict[str, str] | None = None, extra=None, every=None) -> str:
     """The Markdown report of a rows DataFrame (plots referenced by relative file name);
-    ``extra``: more sections (the sweep part of the study)."""
+    ``extra``: more sections (the sweep part of the study); ``every``: all rows of the report,
+    for the headline's count of runs that did not solve (default ``rows``)."""
     meta = meta or {}
     out = [f"# {TITLE}", ""]
-    for sec in report_sections(rows, meta, extra):
+    for sec in report_sections(rows, meta, extra, every):
         if sec.heading:
             out += [f"## {sec.heading}", ""]
         if sec.text:
             out += [sec.text, ""]
         for caption, df in sec.tables:
+            if not len(df):
+                continue
             if caption:
                 out += [f"**{caption}**", ""]
             out += [table(df), ""]

@@ -1,7 +1,10 @@
 """The report's content as :class:`Section`\\ s, shared by the Markdown and the HTML renderer
 (:mod:`~pruneopt.reports.rendering.markdown`, :mod:`~pruneopt.reports.rendering.html`).
 
-:func:`report_sections` is the whole report: :func:`joint_sections` of the joint-ILP study's rows
+:func:`report_sections` is the whole report: the head line with :func:`outcome_callouts` over
+every run (flags, failures, refusals by design, time limits; "all passed" only when there is no
+flag, failure or refusal), :func:`unsolved_section` (each run that did not solve, with its
+reason), :func:`joint_sections` of the joint-ILP study's rows
 (what was run, how to read the gap, the summary per solver, the gap by size with its plots,
 flagged runs, instances, versions), then :func:`study_sections` of the sweep part's rows (every
 formulation exact against fast, pruning methods on networks, the structured pruners' gaps). A
@@ -16,9 +19,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pruneopt.reports.rendering.formatting import instance_rows, network_rows
-from pruneopt.reports.rendering.plots import GAP_FLOOR
+from pruneopt.reports.rendering.formatting import fmt, instance_rows, network_rows
 from pruneopt.reports.rendering.tables import (
+    FAILURES,
     display_summary,
     flag_table,
     flagged,
@@ -27,8 +30,14 @@ from pruneopt.reports.rendering.tables import (
     instances_table,
     network_miqp_table,
     network_table,
+    outcome_counts,
+    outcome_table,
+    row_part,
+    row_who,
+    run_outcomes,
     solver_summary,
     summarize,
+    unsolved_runs,
     versions_table,
 )
 
@@ -51,6 +60,89 @@ class Section:
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     images: list[tuple[str, str]] = field(default_factory=list)  # (plot key, caption)
     after: str = ""
+
+
+# ------------------------------------------------------------------------------- outcomes
+UNSOLVED_HEADING = "Runs that did not solve"
+UNSOLVED_LIMIT = 400  # runs listed one by one (all are counted)
+
+
+def _by_who(rows: pd.DataFrame, mask: pd.Series) -> str:
+    """```solver` (formulation ×n, ...); ...`` for the rows of ``mask``: who, where, how
+    often."""
+    sub = rows[mask]
+    items = pd.DataFrame({"who": row_who(sub), "part": row_part(sub)}).value_counts(sort=False)
+    out: dict[str, list[str]] = {}
+    for (who, part), n in items.items():
+        out.setdefault(who, []).append(f"{part} ×{n}")
+    return "; ".join(f"`{w}` ({', '.join(v)})" for w, v in out.items())
+
+
+def outcome_callouts(every: pd.DataFrame, what: str = "runs") -> str:
+    """The headline's call-outs over every run of the report: cross-check flags, failures
+    (errors, missed budgets), refusals by design and time limits, each counted with who and
+    where; "All ... passed" only when there is none of the first three."""
+    if not len(every):
+        return ""
+    c = outcome_counts(every)
+    outcome = run_outcomes(every)
+    total = c["runs"]
+    failed = c["errored"] + c["budget missed"]
+    lines = []
+    if c["flagged"]:
+        flags = flagged(every)
+        lines.append(
+            f"> **CROSS-CHECK FAILED: {c['flagged']} of {total} {what} carry a cross-check flag "
+            f"({', '.join(sorted(set(row_who(flags))))}). Each one is a bug in a "
+            "formulation or a solver; see \"Flagged runs\".**")
+    if failed or c["refused"]:
+        parts = [f"{c['errored']} errored"] if c["errored"] else []
+        if c["budget missed"]:
+            parts.append(f"{c['budget missed']} missed the budget asked")
+        if c["refused"]:
+            parts.append(f"{c['refused']} refused by design")
+        head = (f"{failed + c['refused']} of {total} {what} errored or were refused "
+                f"({', '.join(parts)}); each is listed with its reason in "
+                f"\"{UNSOLVED_HEADING}\".")
+        lines.append(f"> **{head}**" if failed else f"> Note: {head}")
+    if failed:
+        lines.append(f"> **Failures: {_by_who(every, outcome.isin(FAILURES))}.**")
+    if c["refused"]:
+        lines.append(
+            f"> Note: refused by design (the solver does not apply to the instance, so it was "
+            f"not run; not a failure): {_by_who(every, outcome == 'refused')}.")
+    if c["time limit"]:
+        lines.append(
+            f"> Note: {c['time limit']} run(s) stopped at their time limit, not proven "
+            f"(their best decision is kept and its gap to the best bound is an upper bound): "
+            f"{_by_who(every, outcome == 'time limit')}.")
+    if c["infeasible"]:
+        lines.append(f"> Note: {c['infeasible']} run(s) proved their instance infeasible: "
+                     f"{_by_who(every, outcome == 'infeasible')}.")
+    if not (c["flagged"] or failed or c["refused"]):
+        lines.insert(0, f"> All {total} {what} passed the cross-check (no flag: no proven optimum "
+                        "beaten, no bound below a feasible objective, no infeasible selection, no "
+                        "two proven optima that differ), and none errored or was refused.")
+    return "\n\n".join(lines)
+
+
+def unsolved_section(every: pd.DataFrame) -> Section | None:
+    """Every run that did not solve, with its reason (``None`` when every run solved)."""
+    detail = unsolved_runs(every, limit=UNSOLVED_LIMIT)
+    if not len(detail):
+        return None
+    total = int((run_outcomes(every) != "solved").sum())
+    caption = ("Each run, failures first" if total <= UNSOLVED_LIMIT else
+               f"The first {UNSOLVED_LIMIT} of {total} runs, failures first (every one is in "
+               "rows.csv)")
+    return Section(UNSOLVED_HEADING, (
+        "Every run without a proven or feasible answer, per formulation (or model) and solver "
+        "(or method). **errored**: a failure (the message says what raised); **budget missed**: "
+        "a pruning method that kept more MACs than it was asked to; **refused**: the solver "
+        "does not apply to the instance by design (e.g. `dp` is exact on chains only), checked "
+        "before running, so it was not run; **time limit**: stopped at its limit with its best "
+        "decision, not proven; **infeasible**: proved that no decision meets the budgets."),
+        tables=[("Counts", outcome_table(every)), (caption, detail)])
 
 
 # ----------------------------------------------------------------------------------- joint ILP
@@ -81,17 +173,7 @@ def joint_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
             f"runs, {meta.get('workers', 1)} worker process(es), wall time "
             f"{meta.get('wall_seconds', math.nan):.1f} s. Generated {meta.get('generated', '')} "
             f"on {meta.get('host', '')}.")
-    if len(flagged_rows):
-        verdict_txt = (f"> **CROSS-CHECK FAILED: {len(flagged_rows)} of {len(rows)} solver runs carry a "
-                       f"non-'ok' verdict ({', '.join(sorted(set(flagged_rows['solver'])))}). Each one "
-                       f"is a bug in a formulation or a solver, or a run that returned nothing; "
-                       f"see the section \"Flagged runs\" below.**")
-    else:
-        verdict_txt = (f"> All {len(rows)} solver runs passed the cross-check (verdict `ok`): no "
-                       f"proven optimum beaten, no bound below a feasible objective, no infeasible "
-                       f"selection, no two proven optima that differ.")
-    sections.append(Section("", head + "\n\n" + verdict_txt))
-
+    sections.append(Section("", head))
     sections.append(Section("What was run", (
         "The **joint FLOP/NNZ selection** ILP (FALCON): maximize Σ s_i x_i subject to Σ x_i ≤ K "
         "(NNZ budget) and Σ c_g(i) x_i ≤ F (FLOP budget), x binary; s_i ≥ 0 are importance "
@@ -124,11 +206,13 @@ def joint_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
         "A solver's own `gap` (in rows.csv) compares it only with its own bound; a heuristic's own "
         "bound is weak, so its own gap overstates its loss. **Verdicts** come from "
         "`crosscheck`: `beaten-optimum`, `bound-below-feasible`, `infeasible-x`, `optima-differ` "
-        "— any of them is a bug.")))
+        "— any of them is a bug; `ok` is a run cross-checked without a flag, `not-checked` a "
+        "run that returned nothing to check (an error or a refusal).")))
 
     sections.append(Section("Summary per solver", (
         "solved = runs that returned a feasible selection; proven optimal = bound meets the "
-        "objective within 1e-9 (only exact solvers can); gaps are over solved runs."
+        "objective within 1e-9 (only exact solvers can); gaps are over solved runs; flags = "
+        "cross-check flags (bugs)."
         + ("" if exact_tl.empty else
            f"\n\nExact solvers stopped at their time limit in **{len(exact_tl)} run(s)** "
            f"({', '.join(f'{k} ×{v}' for k, v in exact_tl['solver'].value_counts().items())}), "
@@ -141,14 +225,16 @@ def joint_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
         "Median (max) over the instances of each size.",
         tables=[("", gap_by_size(rows))],
         images=[("gap_vs_budget", "Gap to the best bound vs the fraction of dense MACs kept, per "
-                 f"solver (log scale; zero gaps are drawn at {GAP_FLOOR:g}). Points are "
+                 "solver (log scale; a gap of exactly 0 is a hollow marker on the line marked 0, a "
+                 "decade below the smallest nonzero gap). Points are "
                  "instances, lines join medians."),
                 ("time_vs_size", "Solve time vs instance size, per solver (log–log). Points are "
-                 "runs, lines join medians; dashed: the time limit.")]))
+                 "runs, lines join medians; dashed: each time limit, over the sizes it "
+                 "applied to.")]))
 
     if len(flagged_rows):
         sections.append(Section("Flagged runs", (
-            f"> **{len(flagged_rows)} run(s) with a non-'ok' verdict. Do not trust these rows; "
+            f"> **{len(flagged_rows)} run(s) with a cross-check flag. Do not trust these rows; "
             "reproduce with `pruneopt crosscheck` on the instance.**"),
             tables=[("", flag_table(rows))]))
 
@@ -167,7 +253,48 @@ NETWORKS_TEXT = (
     "prune weights under a FLOP budget (`--flops`); AutoBot, FAIR-Pruner and the "
     "continuous relaxation remove whole channels (AutoBot aims at `--flops`, FAIR's "
     "budget is what its tolerance α gives, the relaxation's is set by its penalty). "
-    "Accuracy is before fine-tuning unless the column says otherwise.")
+    "**budget**: `met` when the pruned network keeps at most the MACs asked (AutoBot: within "
+    "its tolerance), **budget missed** (bold, with its MACs kept) when it keeps more — such a "
+    "run is counted with the failures above; FAIR is asked no FLOP budget.")
+FAIR_TIES_TEXT = (
+    " FAIR's α is the tolerated overlap o(k)/k between the k least class-separating and the "
+    "k most loss-sensitive channels of a group; o(k)/k moves in steps of 1/k, so two values of "
+    "α between the same steps prune the same channels: here {ties}.")
+FINETUNE_TEXT = (
+    " **acc. fine-tuned**: the structured methods' shrunk network after training all its "
+    "weights again (`finetune_epochs` of the study's [[networks]] block); the weight-pruning "
+    "methods are not fine-tuned by a study (`n/a`).")
+NO_FINETUNE_TEXT = (
+    " Accuracy is before fine-tuning: no run of this study was fine-tuned (set "
+    "`finetune_epochs` in a [[networks]] block to fine-tune the structured methods' shrunk "
+    "networks).")
+
+
+def networks_text(rows: pd.DataFrame) -> str:
+    """The text of the networks section (says whether and what was fine-tuned)."""
+    net = network_rows(rows)
+    tuned = ("accuracy_finetuned" in net.columns
+             and pd.to_numeric(net["accuracy_finetuned"], errors="coerce").notna().any())
+    text = NETWORKS_TEXT + (FINETUNE_TEXT if tuned else NO_FINETUNE_TEXT)
+    ties = fair_ties(net)
+    return text + (FAIR_TIES_TEXT.format(ties="; ".join(ties)) if ties else "")
+
+
+def fair_ties(net: pd.DataFrame) -> list[str]:
+    """``"on MODEL, α = a and b prune the same channels"`` for FAIR runs of one model whose
+    kept fractions are identical."""
+    if not len(net) or "kept_fractions" not in net.columns:
+        return []
+    fair = net[(net["method"] == "fair") & net["kept_fractions"].notna()]
+    out = []
+    for (model, _), sub in fair.groupby(["model", "kept_fractions"], sort=False):
+        if len(sub) > 1:
+            alphas = " and ".join(fmt(a, "g") for a in sorted(
+                pd.to_numeric(sub["tolerance"], errors="coerce")))
+            out.append(f"on {model}, α = {alphas} prune the same channels")
+    return out
+
+
 NETWORKS_IMAGES = [
     ("accuracy_vs_macs", "Accuracy before fine-tuning vs fraction of MACs kept, per model and "
      "method; dashed: the dense model."),
@@ -181,7 +308,10 @@ STRUCTURED_GAPS_TEXT = (
     "per-layer tolerance against one global tolerance; **G2/F5/C1** the calibration "
     "cross-entropy against the exact best prefix mask (enumerated); **C3** what "
     "thresholding the relaxation's gates changes. A positive gap is what the "
-    "heuristic left on the table.")
+    "heuristic left on the table. A **skipped** measure says why: the enumeration of prefix "
+    "masks grows as the product of the groups' sizes (the digits CNN needs 16,384 masks, about "
+    "150 CPU-seconds a run), so a study computes it only up to its `max_combinations` "
+    "(default 4,096); the row names the value that computes it.")
 
 
 def study_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
@@ -190,13 +320,9 @@ def study_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
     inst = instance_rows(rows)
     if len(inst):
         forms = list(dict.fromkeys(inst["formulation"]))
-        flags = flagged(inst)
         lines = [f"- **{f}** — {FORMULATION_TITLES.get(f, f)}: "
                  f"{inst[inst['formulation'] == f]['job_id'].nunique()} instances" for f in forms]
-        verdict = ("> All solver runs of these instances passed the cross-check."
-                   if flags.empty else
-                   f"> **{len(flags)} run(s) carry a non-'ok' verdict: "
-                   f"{', '.join(sorted(set(flags['solver'].astype(str))))}.**")
+        verdict = outcome_callouts(inst, "solver runs of these instances")
         sections.append(Section(
             "Every formulation: exact against fast",
             "Generated instances of each formulation, every practical registered solver on "
@@ -204,9 +330,10 @@ def study_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
             + "\n".join(lines) + "\n\n" + verdict,
             tables=[("", solver_summary(rows))],
             images=[("gap_vs_budget_all", "Gap to the best bound vs budget, per formulation "
-                     "and solver (log scale; zero drawn at the floor)."),
+                     "and solver (log scale; a gap of exactly 0 is a hollow marker on the "
+                     "line marked 0)."),
                     ("seconds_vs_size_all", "Seconds vs instance size, per formulation and "
-                     "solver (log–log).")]))
+                     "solver (log–log); dashed: the time limit. Refused runs are not drawn.")]))
     miqp = network_miqp_table(rows)
     if len(miqp):
         sections.append(Section(
@@ -218,7 +345,7 @@ def study_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
             "proven in its time limit, the last column is an upper bound on how far each "
             "method is from the optimum.", tables=[("", miqp)]))
     if len(network_rows(rows)):
-        sections.append(Section("Pruning methods on networks", NETWORKS_TEXT,
+        sections.append(Section("Pruning methods on networks", networks_text(rows),
                                 tables=[("", network_table(rows))], images=NETWORKS_IMAGES))
         gt = gap_table(rows)
         if len(gt):
@@ -228,16 +355,24 @@ def study_sections(rows: pd.DataFrame, meta: dict) -> list[Section]:
 
 
 # ----------------------------------------------------------------------------------- the report
-def report_sections(rows: pd.DataFrame, meta: dict, extra=None) -> list[Section]:
-    """The whole report's content, shared by the Markdown and HTML renderers: the joint-ILP
-    sections (when there are joint rows) followed by ``extra`` (the sweep part,
-    :func:`study_sections`); the versions section stays last."""
+def report_sections(rows: pd.DataFrame, meta: dict, extra=None, every=None) -> list[Section]:
+    """The whole report's content, shared by the Markdown and HTML renderers: the head line
+    with the call-outs of every run (:func:`outcome_callouts` of ``every``, all rows of the
+    report; default ``rows``), the runs that did not solve, the joint-ILP sections (when there
+    are joint rows), then ``extra`` (the sweep part, :func:`study_sections`); the versions
+    section stays last."""
     extra = list(extra or [])
+    every = rows if every is None else every
+    unsolved = unsolved_section(every)
+    lead = [unsolved] if unsolved is not None else []
+    callouts = outcome_callouts(every)
     if not len(rows):
-        return [Section("", study_head(meta)), *extra,
+        head = study_head(meta) + ("\n\n" + callouts if callouts else "")
+        return [Section("", head), *lead, *extra,
                 Section("Versions", "", tables=[("", versions_table(rows, meta))])]
     secs = joint_sections(rows, meta)
-    return [*secs[:-1], *extra, secs[-1]]
+    secs[0].text += "\n\n" + callouts if callouts else ""
+    return [secs[0], *lead, *secs[1:-1], *extra, secs[-1]]
 
 
 def study_head(meta: dict) -> str:
@@ -247,5 +382,6 @@ def study_head(meta: dict) -> str:
             f"on {meta.get('host', '')}.")
 
 
-__all__ = ["FORMULATION_TITLES", "TITLE", "Section", "joint_sections", "report_sections",
-           "study_head", "study_sections"]
+__all__ = ["FORMULATION_TITLES", "TITLE", "UNSOLVED_HEADING", "Section", "joint_sections",
+           "outcome_callouts", "report_sections", "study_head", "study_sections",
+           "unsolved_section"]

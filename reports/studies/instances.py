@@ -1,6 +1,7 @@
 """Instance jobs: the generated problem of a :class:`~pruneopt.reports.studies.jobs.SweepJob`
 (rebuilt from its spec wherever the job runs: same job, same instance) and the run of its
-solvers, cross-checked together, as one row per solver.
+solvers, cross-checked together, as one row per solver (a solver that does not apply to the
+instance is not run: its row reads refused, :mod:`~pruneopt.reports.studies.applicability`).
 
 The sizes each formulation accepts are documented in :mod:`pruneopt.reports.studies.config`.
 ``joint-qp`` instances come from :func:`random_joint_qp` (numpy alone) or, for a network name,
@@ -17,8 +18,8 @@ from pruneopt.formulations.allocation.generate import generate_allocation
 from pruneopt.formulations.channels.generate import generate_channels
 from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
+from pruneopt.reports.studies.applicability import checked_runs
 from pruneopt.reports.studies.jobs import FORMULATIONS, SweepJob, job_fields, solver_kinds
-from pruneopt.solvers.crosscheck import crosscheck
 
 
 def random_joint_qp(*, p: int, keep_flops: float, keep_nnz: float = 1.0, seed: int = 0,
@@ -84,9 +85,11 @@ def problem_items(problem) -> int:
 
 
 def run_instance_job(job: SweepJob) -> list[dict]:
-    """Build the instance and cross-check its solvers: one row per solver."""
+    """Build the instance and cross-check the solvers that apply to it: one row per solver (a
+    solver that does not apply is recorded as refused, see
+    :mod:`~pruneopt.reports.studies.applicability`)."""
     problem = build_instance(job)
-    df = crosscheck(problem, job.solvers, time_limit=job.time_limit)
+    records, _ = checked_runs(problem, job.solvers, time_limit=job.time_limit)
     kinds = solver_kinds(job.formulation, job.solvers)
     nnz_budget = getattr(problem, "nnz_budget", None)
     if nnz_budget is not None and nnz_budget < 0:  # allocation: -1 = no NNZ budget
@@ -94,11 +97,11 @@ def run_instance_job(job: SweepJob) -> list[dict]:
     flop_budget = getattr(problem, "flop_budget", None)
     if flop_budget is not None and not math.isfinite(flop_budget):
         flop_budget = None
-    base = {**job_fields(job), "job_status": "ok", "job_rows": len(df),
+    base = {**job_fields(job), "job_status": "ok", "job_rows": len(records),
             "p": problem_items(problem), "sense": problem.sense,
             "nnz_budget": nnz_budget, "flop_budget": flop_budget}
     return [{**base, **rec, "kind": kinds.get(rec["solver"], "fast")}
-            for rec in df.to_dict("records")]
+            for rec in records]
 
 
 __all__ = ["build_instance", "problem_items", "random_joint_qp", "run_instance_job"]

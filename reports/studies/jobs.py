@@ -129,8 +129,8 @@ def job_fields(job: SweepJob) -> dict:
 def error_rows(job: SweepJob, message: str) -> list[dict]:
     """The rows recorded for a job that raised (or whose worker never returned)."""
     message = " ".join(str(message).split())
-    base = {**job_fields(job), "job_status": "error", "status": "error", "verdict": "error",
-            "message": message}
+    base = {**job_fields(job), "job_status": "error", "status": "error", "refused": False,
+            "verdict": "not-checked" if job.kind == "instance" else None, "message": message}
     if job.kind == "instance":
         kinds = solver_kinds(job.formulation, job.solvers)
         return [{**base, "job_rows": len(job.solvers), "solver": s, "kind": kinds[s],

@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 
 from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.formulations.joint.problem import JointBudgetProblem
+from pruneopt.reports.studies.applicability import NOT_CHECKED, checked_runs
 from pruneopt.reports.studies.jobs import instance_seed, practical_solvers, solver_kinds
 from pruneopt.reports.studies.runner import run_guarded
-from pruneopt.solvers.crosscheck import crosscheck
 
 #: (keep_nnz, keep_flops) pairs: the fractions of weights and of dense MACs kept.
 BUDGETS: tuple[tuple[float, float], ...] = ((0.25, 0.2), (0.48, 0.4), (0.68, 0.6))
@@ -44,9 +44,9 @@ LARGE_ITEMS = 100_000
 ROW_COLUMNS = [
     "instance", "shape", "p", "layers", "dist", "keep_nnz", "keep_flops", "instance_seed",
     "nnz_budget", "flop_budget", "formulation", "sense", "solver", "kind", "time_limit",
-    "status", "proven_optimal", "objective", "bound", "gap", "gap_to_best_bound",
+    "status", "refused", "proven_optimal", "objective", "bound", "gap", "gap_to_best_bound",
     "best_bound", "best_bound_source", "seconds", "feasible", "verdict", "nnz_used",
-    "flops_used", "backend", "backend_version", "message",
+    "flops_used", "backend", "backend_version", "message", "job_status",
 ]
 
 
@@ -146,25 +146,27 @@ def error_rows(job: Job, message: str) -> list[dict]:
     """Rows for a job that produced no results (a crash, or a worker that did not return)."""
     kinds = solver_kinds("joint", job.solvers)
     return [{**_base_row(job), "formulation": "joint", "sense": "maximize", "solver": name,
-             "kind": kinds[name], "status": "error", "proven_optimal": False,
-             "feasible": False, "verdict": "error", "message": message} for name in job.solvers]
+             "kind": kinds[name], "status": "error", "refused": False, "proven_optimal": False,
+             "feasible": False, "verdict": NOT_CHECKED, "message": message,
+             "job_status": "error"} for name in job.solvers]
 
 
 def run_job(job: Job) -> list[dict]:
     """Build the job's instance, cross-check its solvers, return one row dict per solver."""
     problem = job.instance.build()
-    df = crosscheck(problem, job.solvers, time_limit=job.time_limit,
-                    options=job.options or None)
-    results = df.attrs["results"]
+    records, results = checked_runs(problem, job.solvers, time_limit=job.time_limit,
+                                    options=job.options or None)
     kinds = solver_kinds("joint", job.solvers)
     base = _base_row(job, problem)
     rows = []
-    for rec, res in zip(df.to_dict("records"), results, strict=True):
+    for rec, res in zip(records, results, strict=True):
+        usage = res.usage if res is not None else {}
         rows.append({
             **base, **rec, "kind": kinds.get(rec["solver"], "fast"),
-            "nnz_used": res.usage.get("nnz", math.nan),
-            "flops_used": res.usage.get("flops", math.nan),
-            "backend": res.backend, "backend_version": res.backend_version,
+            "nnz_used": usage.get("nnz", math.nan), "flops_used": usage.get("flops", math.nan),
+            "backend": res.backend if res is not None else "",
+            "backend_version": res.backend_version if res is not None else "",
+            "job_status": "ok",
         })
     return rows
 

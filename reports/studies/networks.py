@@ -70,14 +70,31 @@ def known_methods() -> tuple[str, ...]:
     return tuple(methods) + tuple(m for m in NETWORK_RUNNERS if m not in methods)
 
 
+def network_status(fields: dict, job: SweepJob) -> tuple[str, str | None]:
+    """``(status, message)`` of a finished network run, in the documented statuses: ``feasible``
+    when the pruned network meets the budget it was asked for (FAIR and the relaxation are asked
+    none: their budget is what α or the penalty gives), ``error`` when the method missed it
+    (``budgets_met`` false; the message says by how much)."""
+    met = fields.get("budgets_met")
+    if met is None or bool(met):
+        return "feasible", None
+    kept = fields.get("macs_kept")
+    kept_txt = f"{kept:.3f}" if isinstance(kept, int | float) else "?"
+    return "error", (f"budget missed: {job.method} kept {kept_txt} of the dense MACs, asked "
+                     f"{job.budget:g}")
+
+
 def run_network_job(job: SweepJob) -> list[dict]:
-    """Run a network job through its runner: one row."""
+    """Run a network job through its runner: one row (``status`` from :func:`network_status`)."""
     start = time.perf_counter()
     fields = NETWORK_RUNNERS.get(job.method, run_prune_network)(job)
-    row = {**job_fields(job), "job_status": "ok", "job_rows": 1, "status": "ok",
-           "seconds": time.perf_counter() - start, **fields}
+    status, message = network_status(fields, job)
+    row = {**job_fields(job), "job_status": "ok", "job_rows": 1, "status": status,
+           "refused": False, "seconds": time.perf_counter() - start, **fields}
+    if message:
+        row["message"] = message
     return [row]
 
 
-__all__ = ["NETWORK_RUNNERS", "known_methods", "run_network_job", "run_prune_network",
-           "run_structured_network"]
+__all__ = ["NETWORK_RUNNERS", "known_methods", "network_status", "run_network_job",
+           "run_prune_network", "run_structured_network"]

@@ -31,7 +31,8 @@ SWEEP_COLUMNS = [
     "job_id", "job_key", "job_kind", "job_status", "job_rows",
     # instance jobs
     "formulation", "size", "p", "budget", "keep_nnz", "seed", "sense", "nnz_budget",
-    "flop_budget", "time_limit", "solver", "kind", "status", "proven_optimal", "objective",
+    "flop_budget", "time_limit", "solver", "kind", "status", "refused", "proven_optimal",
+    "objective",
     "bound", "gap", "gap_to_best_bound", "feasible", "verdict",
     # network jobs
     "model", "method", "flops", "tolerance", "nnz", "accuracy_before", "accuracy_after",

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
+from pruneopt.formulations.files import check_output_file
 from pruneopt.reports.studies.jobs import SweepJob, error_rows
 from pruneopt.reports.studies.rows import RowsFile, read_rows
 from pruneopt.reports.studies.runner import connect, run_dask, run_local, run_sweep_job
@@ -55,10 +56,7 @@ def run_sweep(jobs: Sequence[SweepJob], out_path: str | os.PathLike, *,
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     runner = run_sweep_job if runner is None else runner
-    out_path = os.fspath(out_path)
-    directory = os.path.dirname(os.path.abspath(out_path))
-    if not os.path.isdir(directory):
-        raise ValueError(f"out: directory {directory} does not exist")
+    out_path = check_output_file(out_path, "out")  # before any file is touched or job runs
     unique: dict[str, SweepJob] = {}
     for job in jobs:
         unique.setdefault(job.job_id, job)
