@@ -10,7 +10,8 @@ Layout::
       result.py         SolveResult and finalize: every answer recomputed and checked in numpy
       constants.py      Status: the status words (optimal, feasible, infeasible, time_limit, error)
       crosscheck.py     crosscheck / verdicts: several solvers on one instance, flags of any lie
-      deadline.py       a worker process ended at a deadline (a time limit that must hold)
+      deadline.py       time limits that hold: the clock of a solve (started by ``solve``, read
+                        by everything below it) and a worker process ended at the deadline
       scaling.py        score / loss scaling and integer cost units for float MIP backends
       backends/         one adapter per backend: its STATUS_MAP (termination -> status word) and
                         one run at zero gap with the time limit, returning a BackendRun

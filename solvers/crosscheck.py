@@ -15,27 +15,50 @@ no bound), so that its gap to the best bound and any flag against it are read of
 Comparisons allow a relative tolerance (1e-9 by default, the proof tolerance), never an absolute
 one, so that verdicts do not depend on the units of the scores. A row with no flag
 reads ``ok``. Any flag is a bug in a formulation or a solver.
+
+``time_limit`` is **per solver**: each solver runs under its own limit (and returns within
+1.1·limit + 2 s of its start, DESIGN §3), so a cross-check of n solvers takes at most about n
+times that. A number applies to every solver; a mapping ``{name: seconds}`` gives each named
+solver its own limit (a solver it does not name runs without one).
+
+pandas is imported when a table is built, not with this module: :mod:`pruneopt.solvers` is
+imported by every guarded worker process (:mod:`pruneopt.solvers.deadline`), whose start-up
+counts against the time limit of the solve that started it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import solve
 from pruneopt.solvers.result import SolveResult
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 COLUMNS = ["solver", "status", "proven_optimal", "objective", "bound", "gap", "gap_to_best_bound",
            "seconds", "feasible", "verdict", "message"]
 
 
+def limit_of(time_limit, name: str):
+    """The time limit of solver ``name`` under a crosscheck's ``time_limit`` (a number for every
+    solver, or a mapping {name: seconds}; None: no limit)."""
+    if isinstance(time_limit, Mapping):
+        return time_limit.get(name)
+    return time_limit
+
+
 def run_solvers(problem, solvers: Iterable[str], *, time_limit=None,
                 options: dict[str, dict] | None = None) -> list[SolveResult]:
-    """Solve with each solver in turn; a solver that raises becomes an ``error`` result row."""
+    """Solve with each solver in turn, each under its own time limit (``time_limit``: seconds
+    for every solver, or a mapping {name: seconds}); a solver that raises becomes an ``error``
+    result row."""
     from pruneopt.solvers.registry import get_solver
 
     results = []
@@ -43,9 +66,21 @@ def run_solvers(problem, solvers: Iterable[str], *, time_limit=None,
     names = list(solvers)
     for name in names:  # unknown names fail before any solve starts
         get_solver(problem, name)
+    if isinstance(time_limit, Mapping):
+        unknown = sorted(set(time_limit) - set(names))
+        if unknown:
+            raise ValueError(f"time_limit: names solvers that are not run: {unknown}")
+        checked = time_limit.values()
+    else:
+        checked = () if time_limit is None else (time_limit,)
+    for value in checked:  # a bad limit fails before any solve starts, as solve would say
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not value > 0 or not math.isfinite(value)):
+            raise ValueError(f"time_limit: must be a positive number of seconds, got {value!r}")
     for name in names:
         try:
-            results.append(solve(problem, name, time_limit=time_limit, **options.get(name, {})))
+            results.append(solve(problem, name, time_limit=limit_of(time_limit, name),
+                                 **options.get(name, {})))
         except Exception as exc:  # noqa: BLE001 — one failing backend must not hide the others
             results.append(SolveResult(
                 solver=name, formulation=problem.kind, status=Status.ERROR.value, x=None,
@@ -57,6 +92,8 @@ def run_solvers(problem, solvers: Iterable[str], *, time_limit=None,
 
 def verdicts(problem, results: Sequence[SolveResult], rtol: float = 1e-9) -> pd.DataFrame:
     """The cross-check table of already computed results (see the module docstring)."""
+    import pandas as pd
+
     sign = 1.0 if problem.sense == "maximize" else -1.0
     feas = []
     for r in results:
@@ -124,7 +161,8 @@ def crosscheck(problem, solvers: Iterable[str], *, time_limit=None,
                options: dict[str, dict] | None = None, rtol: float = 1e-9,
                decisions: dict | None = None) -> pd.DataFrame:
     """Run ``solvers`` on ``problem`` and return one row per solver with its verdict, plus one
-    row per given decision (``decisions={name: x}``)."""
+    row per given decision (``decisions={name: x}``). ``time_limit`` is per solver: seconds
+    for each solver, or a mapping {name: seconds} (see the module docstring)."""
     results = run_solvers(problem, solvers, time_limit=time_limit, options=options)
     for name, x in (decisions or {}).items():
         results.append(decision_result(problem, name, x))

@@ -5,6 +5,13 @@ lists those whose backend can run here (an optional extra may be missing). The r
 function receives the problem, the time limit and the options, and returns a
 :class:`~pruneopt.solvers.result.SolveResult` built by :func:`~pruneopt.solvers.result.finalize`;
 ``solve`` adds the wall-clock seconds.
+
+**Time limits hold** (DESIGN §3): ``solve`` returns within 1.1·T + 2 s of being called with
+``time_limit=T``. The clock starts when ``solve`` is called: it sets the deadline of the solve
+(:func:`pruneopt.solvers.deadline.limit`), and everything below it — model building, backends,
+fast algorithms' loops, nested solves, the final checks — reads the time left from a
+:class:`~pruneopt.solvers.deadline.Clock`. ``tests/test_time_limits.py`` holds every registered
+solver to it.
 """
 
 from __future__ import annotations
@@ -94,7 +101,13 @@ def get_solver(problem_or_kind, name: str) -> SolverSpec:
 
 
 def solve(problem, solver: str, *, time_limit: float | None = None, **options) -> SolveResult:
-    """Solve ``problem`` with the named solver and return its checked :class:`SolveResult`."""
+    """Solve ``problem`` with the named solver and return its checked :class:`SolveResult`.
+
+    With ``time_limit`` (seconds, counted from this call) the result comes back within
+    1.1·time_limit + 2 s: the best decision found, its valid bound, status ``time_limit``."""
+    from pruneopt.solvers.deadline import limit
+
+    start = time.perf_counter()
     spec = get_solver(problem, solver)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
@@ -106,6 +119,6 @@ def solve(problem, solver: str, *, time_limit: float | None = None, **options) -
             raise ValueError(
                 f"time_limit: must be a positive number of seconds, got {time_limit!r}")
         time_limit = float(time_limit)
-    start = time.perf_counter()
-    result = spec.run(problem, time_limit=time_limit, **options)
+    with limit(time_limit, start=start):
+        result = spec.run(problem, time_limit=time_limit, **options)
     return result.replace(seconds=time.perf_counter() - start)

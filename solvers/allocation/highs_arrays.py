@@ -12,7 +12,6 @@ proves the core; its answer is checked by :func:`pruneopt.solvers.allocation.pol
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from pruneopt.solvers.allocation.polish import (
 )
 from pruneopt.solvers.backends import highspy as highspy_adapter
 from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import Clock
 
 
 def highs_mckp(problem, keep: np.ndarray, *, time_limit, threads, seed, loss_scale,
@@ -135,18 +135,20 @@ def highs_allocation(problem, *, time_limit=None, fixing=True, threads=None, see
     costs at least D + r_gj > U. The optimum is then min(U, the optimum over the remaining core),
     and min(U, HiGHS's bound on the core) bounds it. The incumbent is the fast solver's choice,
     improved first by HiGHS on the (heuristic) cores r ≤ t·(U − D) for t in ``LADDER``.
+
+    Every HiGHS run gets the time left on the clock of the solve; when none is left before
+    the proof, the incumbent and the LP bound are returned with status ``time_limit``.
     """
-    start_time = time.perf_counter()
+    clock = Clock(time_limit)
 
     def left():
-        return None if time_limit is None else max(
-            time_limit - (time.perf_counter() - start_time), 1e-3)
+        return clock.backend_limit()
 
     data, dual, rc = lp_dual(problem)
     if not dual.feasible:
         return None, math.inf, Status.INFEASIBLE, "the LP relaxation is infeasible", {
             "lp_bound": math.inf}
-    inc, z_inc = fast_incumbent(data, dual, rc)
+    inc, z_inc = fast_incumbent(data, dual, rc, deadline=clock.deadline)
     info = {"lp_bound": dual.bound, "fast_objective": z_inc, "options": problem.num_options,
             "stages": []}
     if inc is not None and dual.bound >= z_inc:
@@ -164,6 +166,8 @@ def highs_allocation(problem, *, time_limit=None, fixing=True, threads=None, see
             + (dual.omega * data.F if dual.omega > 0 else 0.0))
         slack = 1e-12 * magnitude
         for t in LADDER:
+            if clock.expired():
+                break
             trial = dual.bound + rc <= dual.bound + t * (z_inc - dual.bound)
             trial[inc] = True
             if trial.sum() >= (dual.bound + rc <= z_inc + slack).sum():
@@ -184,6 +188,13 @@ def highs_allocation(problem, *, time_limit=None, fixing=True, threads=None, see
     rc_row = None
     if fixed and z_inc - dual.bound > 1e-9 * max(abs(z_inc), abs(dual.bound)):
         rc_row = (rc, z_inc - dual.bound + 2 * slack)
+    if inc is not None and clock.expired():
+        info.update(incumbent=z_inc, core_options=int(keep.sum()), nodes=0)
+        inc, bound, status, msg = check_answer(
+            data, dual, rc, inc, dual.bound, Status.TIME_LIMIT,
+            "the time limit ran out before the proof: the incumbent and the LP bound",
+            deadline=clock.deadline)
+        return choice_of(problem, inc), bound, status, msg, info
     core = highs_mckp(problem, keep, time_limit=left(), threads=threads, seed=seed,
                       loss_scale=loss_scale, start=inc, rc_row=rc_row)
     info.update(incumbent=z_inc, core_options=int(keep.sum()), nodes=core["nodes"],
@@ -206,6 +217,7 @@ def highs_allocation(problem, *, time_limit=None, fixing=True, threads=None, see
              "fixing" if fixed else f"all {problem.num_options} options")
     msg = f"{scope}; HiGHS: {core['message']}, {core['nodes']} nodes"
     idx, bound, status, msg = check_answer(data, dual, rc, idx, bound, status, msg,
-                                           rounding=core.get("rounding", 0.0))
+                                           rounding=core.get("rounding", 0.0),
+                                           deadline=clock.deadline)
     return choice_of(problem, idx), bound, status, msg, info
 

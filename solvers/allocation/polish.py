@@ -39,22 +39,28 @@ def lp_dual(problem):
     return data, dual, rc
 
 
-def fast_incumbent(data, dual, rc):
+def fast_incumbent(data, dual, rc, deadline: float | None = None):
     """The fast solver's choice (flat indices) and its loss, from an already solved dual (None,
-    inf when no candidate can be repaired)."""
+    inf when no candidate can be repaired); past ``deadline`` (a ``time.perf_counter``
+    reading) it stops improving and rounding once it has one."""
+    import time
+
     best, best_e = None, math.inf
     for cand in dual.candidates[-4:] + dual.candidates[:1]:
+        if best is not None and deadline is not None and time.perf_counter() > deadline:
+            break
         fixed = repair(data, cand)
         if fixed is None:
             continue
-        fixed, _ = improve(data, fixed, rc)
+        fixed, _ = improve(data, fixed, rc, deadline=deadline)
         e = float(np.sum(data.loss[fixed]))
         if e < best_e:
             best, best_e = fixed, e
     return best, best_e
 
 
-def check_answer(data, dual, rc, idx, bound, status, message, rounding=0.0):
+def check_answer(data, dual, rc, idx, bound, status, message, rounding=0.0,
+                 deadline: float | None = None):
     """Improving moves on a float solver's answer; keep the bound only while no choice refutes it.
 
     The bound becomes at least the LP bound D(λ, ω). ``rounding`` is the float error of turning
@@ -63,11 +69,13 @@ def check_answer(data, dual, rc, idx, bound, status, message, rounding=0.0):
     when the objective is 0, where the relative gap cannot absorb one ulp). A bound above the
     objective by more than that is contradicted and replaced by D.
 
+    Past ``deadline`` (a ``time.perf_counter`` reading) the moves stop after the first one.
+
     Returns (choice flat indices, bound, status, message)."""
     if idx is None:
         return idx, bound, status, message
     z = float(np.sum(data.loss[idx]))
-    better, moves = improve(data, idx, rc)
+    better, moves = improve(data, idx, rc, deadline=deadline)
     zb = float(np.sum(data.loss[better]))
     if moves and zb < z:
         message += (f"; improved by {moves} move(s) ({zb - z:.3g}): the solver's tolerances hid "
@@ -86,15 +94,26 @@ def check_answer(data, dual, rc, idx, bound, status, message, rounding=0.0):
     return idx, bound, status, message
 
 
-def check_backend_answer(problem, idx, bound, status, message, rounding=0.0):
+def check_backend_answer(problem, idx, bound, status, message, rounding=0.0,
+                         deadline: float | None = None, lp=None, fallback=None):
     """:func:`check_answer` on a backend's answer (flat indices ``idx``), with the LP dual solved
-    here; an ``infeasible`` answer gets the bound +inf unchecked. Returns (choice, bound, status,
-    message, LP bound) with the choice as the problem's decision (or None)."""
-    data, dual, rc = lp_dual(problem)
+    here (or ``lp``, the ``(data, dual, rc)`` of :func:`lp_dual`); an ``infeasible`` answer gets
+    the bound +inf unchecked. When the backend has no answer at the time limit, the fast
+    solver's choice is returned (``fallback``, flat indices, when it is already known; the
+    cheap feasible answer, whose bound is the LP bound). Returns
+    (choice, bound, status, message, LP bound) with the choice as the problem's decision (or
+    None)."""
+    data, dual, rc = lp if lp is not None else lp_dual(problem)
     if status == Status.INFEASIBLE:
         return choice_of(problem, idx), math.inf, status, message, dual.bound
+    if idx is None and status == Status.TIME_LIMIT and dual.feasible:
+        idx = fallback if fallback is not None else fast_incumbent(data, dual, rc,
+                                                                   deadline=deadline)[0]
+        if idx is not None:
+            message += "; the fast solver's choice and the LP bound are returned"
+            bound = dual.bound if math.isnan(bound) else max(bound, dual.bound)
     idx, bound, status, message = check_answer(data, dual, rc, idx, bound, status, message,
-                                               rounding=rounding)
+                                               rounding=rounding, deadline=deadline)
     return choice_of(problem, idx), bound, status, message, dual.bound
 
 

@@ -18,6 +18,12 @@ route, and CP-SAT's rounded one) is first checked by
 :func:`~pruneopt.solvers.allocation.polish.check_answer`: improving moves that recompute losses
 in float64 refute a backend's "optimal" (DESIGN §7), and every reported bound is at least the
 LP dual value D(λ, ω), valid by weak duality.
+
+Time limits hold (:mod:`pruneopt.solvers.deadline`): every backend gets the time left on the
+clock of the solve; a Pyomo model of more than :data:`PYOMO_GUARD_OPTIONS` options is built and
+solved in a worker ended at the deadline, and a CP-SAT model of more than
+:data:`CPSAT_GUARD_OPTIONS` likewise; a backend without an answer at the limit gives way to the
+fast solver's choice with the LP bound (status ``time_limit``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ from pruneopt.solvers.result import finalize
 ALLOCATION = AllocationProblem.kind
 # ``exact`` runs the DP when it needs at most this many cell updates (about 0.2 s), else HiGHS
 EXACT_DP_CELLS = 50_000_000
+# With a time limit, models of more options run in a worker ended at the deadline (+ grace):
+# Pyomo took about 2 s to build and hand over 1e4 options (HiGHS then ran 2.5 s past a 2 s
+# limit, measured, issue 15).
+PYOMO_GUARD_OPTIONS = 2000
+CPSAT_GUARD_OPTIONS = 20_000
+FALLBACK_SHARE = 0.1  # of the time left: the fast choice's improving moves before a worker
 
 
 # ------------------------------------------------------------------------------- highs (arrays)
@@ -53,43 +65,96 @@ def _run_highs(problem, *, time_limit=None, fixing=True, threads=None, seed=0, l
                     message=msg, info=info)
 
 
-# ------------------------------------------------------------------------------- pyomo-highs
-def _run_pyomo_highs(problem, *, time_limit=None, threads=None, seed=0, loss_scale=None):
-    from pruneopt.solvers import scaling
-    from pruneopt.solvers.allocation.polish import EPS, check_backend_answer, flat_index
-    from pruneopt.solvers.backends import pyomo_highs
+def _fallback(problem, clock):
+    """The LP dual and the fast solver's choice (flat indices, or None), computed before a
+    guarded backend starts (with :data:`FALLBACK_SHARE` of the time left for improving
+    moves), so that an answer is ready when the worker is ended at the deadline."""
+    import time
 
-    base = np.minimum.reduceat(problem.loss, problem.option_ptr[:-1])
-    shifted = problem.loss - np.repeat(base, problem.option_counts)
-    sigma = float(loss_scale) if loss_scale is not None else scaling.loss_scale(shifted)
-    unit = scaling.integer_cost_unit(problem.flops)[0] if problem.has_flop_budget else 1.0
-    opts = {**pyomo_highs.ZERO_GAP, "threads": threads, "seed": seed, "loss_scale": sigma,
-            "cost_unit": unit, "shift_losses": True, "time_limit": time_limit}
+    from pruneopt.solvers.allocation.polish import fast_incumbent, lp_dual
+
+    data, dual, rc = lp = lp_dual(problem)
+    if not dual.feasible:
+        return lp, None
+    share = clock.share(FALLBACK_SHARE)
+    deadline = None if share is None else time.perf_counter() + share
+    return lp, fast_incumbent(data, dual, rc, deadline=deadline)[0]
+
+
+# ------------------------------------------------------------------------------- pyomo-highs
+def run_declared(problem, *, sigma: float, unit: float, time_limit=None, threads=None,
+                 seed=0) -> dict:
+    """Declare the allocation in Pyomo (losses shifted, scaled by σ, MACs divided by ``unit``)
+    and run HiGHS on the time left once it is built; the raw answer as a dict (picklable
+    inputs and output: usable in a worker)."""
+    from pruneopt.solvers.backends import pyomo_highs
+    from pruneopt.solvers.deadline import Clock
+
+    clock = Clock(time_limit)
     model = problem.to_pyomo(loss_scale=sigma, cost_unit=unit, shift_losses=True)
-    run = pyomo_highs.run(model, time_limit=time_limit, threads=threads, seed=seed)
+    if clock.expired():
+        return {"choice": None, "bound": -math.inf, "status": Status.TIME_LIMIT,
+                "message": "the time limit ran out while Pyomo built the model"}
+    run = pyomo_highs.run(model, time_limit=clock.backend_limit(), threads=threads, seed=seed)
     choice = None
     if run.has_solution:
         sizes = problem.option_counts.tolist()
         choice = np.array([max(range(sizes[g]), key=lambda j: model.y[g, j].value or 0.0)
                            for g in range(len(sizes))], dtype=np.int64)
     raw = run.bound if run.bound is not None else -math.inf
-    bound = raw / sigma if math.isfinite(raw) else raw
+    return {"choice": choice, "bound": raw / sigma if math.isfinite(raw) else raw,
+            "status": run.status, "message": run.message}
+
+
+def _run_pyomo_highs(problem, *, time_limit=None, threads=None, seed=0, loss_scale=None):
+    from pruneopt.solvers import scaling
+    from pruneopt.solvers.allocation.polish import EPS, check_backend_answer, flat_index
+    from pruneopt.solvers.backends import pyomo_highs
+    from pruneopt.solvers.deadline import Clock, call_guarded
+
+    clock = Clock(time_limit)
+    base = np.minimum.reduceat(problem.loss, problem.option_ptr[:-1])
+    shifted = problem.loss - np.repeat(base, problem.option_counts)
+    sigma = float(loss_scale) if loss_scale is not None else scaling.loss_scale(shifted)
+    unit = scaling.integer_cost_unit(problem.flops)[0] if problem.has_flop_budget else 1.0
+    opts = {**pyomo_highs.ZERO_GAP, "threads": threads, "seed": seed, "loss_scale": sigma,
+            "cost_unit": unit, "shift_losses": True, "time_limit": time_limit}
+    guarded = clock.limited and problem.num_options > PYOMO_GUARD_OPTIONS
+    lp, fallback = _fallback(problem, clock) if guarded else (None, None)
+    raw = call_guarded(run_declared, dict(problem=problem, sigma=sigma, unit=unit,
+                                          time_limit=time_limit, threads=threads, seed=seed),
+                       clock, guarded,
+                       lambda exc: {"choice": None, "bound": -math.inf,
+                                    "status": Status.TIME_LIMIT, "message": str(exc)})
+    bound = raw["bound"]
     rounding = (4 * EPS * (abs(float(np.sum(base))) + abs(bound))
                 if math.isfinite(bound) else 0.0)
     x, bound, status, msg, lp_bound = check_backend_answer(
-        problem, flat_index(problem, choice), bound, run.status, run.message, rounding=rounding)
+        problem, flat_index(problem, raw["choice"]), bound, raw["status"], raw["message"],
+        rounding=rounding, deadline=clock.deadline, lp=lp, fallback=fallback)
     return finalize(problem, solver="pyomo-highs", x=x, bound=bound, backend_status=status,
-                    backend="pyomo-highs", backend_version=run.version, options=opts,
+                    backend="pyomo-highs", backend_version=pyomo_highs.version(), options=opts,
                     message=msg, info={"lp_bound": lp_bound})
 
 
 # ------------------------------------------------------------------------------- cpsat
-def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, loss_scale=None):
-    from pruneopt.solvers.allocation.polish import EPS, check_backend_answer, flat_index
+def run_cpsat_declared(problem, *, time_limit=None, workers=None, seed=0,
+                       loss_scale=None) -> dict:
+    """Declare the integerised allocation for CP-SAT and run it on the time left once it is
+    built; the raw answer as a dict (picklable inputs and output: usable in a worker)."""
     from pruneopt.solvers.backends import cpsat
+    from pruneopt.solvers.deadline import Clock
 
+    clock = Clock(time_limit)
     model, y, scaling = problem.to_cpsat(loss_scale=loss_scale)
-    run = cpsat.run(model, y, time_limit=time_limit, workers=workers, seed=seed)
+    info = {"loss_scale": scaling.loss_scale, "loss_offset": scaling.loss_offset,
+            "cost_unit": scaling.cost_unit, "bound_correction": scaling.bound_correction,
+            "integer_objective": None, "integer_bound": None,
+            "workers": cpsat.default_workers() if workers is None else int(workers)}
+    if clock.expired():
+        return {"x": None, "bound": -math.inf, "status": Status.TIME_LIMIT, "info": info,
+                "message": "the time limit ran out while the CP-SAT model was built"}
+    run = cpsat.run(model, y, time_limit=clock.backend_limit(), workers=workers, seed=seed)
     x = problem.canonical(run.values.astype(bool)) if run.has_solution else None
     # Σ e y ≥ C + B̂/σ + Σ_g min_j r_gj (see formulations/allocation/cpsat_model.py); B̂ means
     # something only once CP-SAT has a solution
@@ -98,25 +163,43 @@ def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, loss_scale=Non
                  + scaling.bound_correction)
     else:
         bound = -math.inf
-    rounding = (4 * EPS * (abs(scaling.loss_offset) + abs(bound - scaling.loss_offset))
-                if math.isfinite(bound) else 0.0)
+    info.update(integer_objective=run.objective, integer_bound=run.bound,
+                workers=run.extra["workers"])
+    return {"x": x, "bound": bound, "status": run.status, "info": info, "message": run.message}
+
+
+def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, loss_scale=None):
+    from pruneopt.solvers.allocation.polish import EPS, check_backend_answer, flat_index
+    from pruneopt.solvers.backends import cpsat
+    from pruneopt.solvers.deadline import Clock, call_guarded
+
+    clock = Clock(time_limit)
+    guarded = clock.limited and problem.num_options > CPSAT_GUARD_OPTIONS
+    lp, fallback = _fallback(problem, clock) if guarded else (None, None)
+    raw = call_guarded(run_cpsat_declared, dict(problem=problem, time_limit=time_limit,
+                                                workers=workers, seed=seed,
+                                                loss_scale=loss_scale),
+                       clock, guarded,
+                       lambda exc: {"x": None, "bound": -math.inf, "status": Status.TIME_LIMIT,
+                                    "info": {"workers": cpsat.default_workers() if workers is None
+                                             else int(workers)}, "message": str(exc)})
+    bound, info = raw["bound"], raw["info"]
+    offset = info.get("loss_offset", 0.0)
+    rounding = (4 * EPS * (abs(offset) + abs(bound - offset)) if math.isfinite(bound) else 0.0)
     # the same answer check as for HiGHS (and the LP bound)
     x, bound, status, msg, _ = check_backend_answer(
-        problem, flat_index(problem, x), bound, run.status, run.message, rounding=rounding)
-    info = {"loss_scale": scaling.loss_scale, "loss_offset": scaling.loss_offset,
-            "cost_unit": scaling.cost_unit, "bound_correction": scaling.bound_correction,
-            "integer_objective": run.objective, "integer_bound": run.bound,
-            "workers": run.extra["workers"]}
-    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info["workers"],
-            "loss_scale": scaling.loss_scale, "cost_unit": scaling.cost_unit,
+        problem, flat_index(problem, raw["x"]), bound, raw["status"], raw["message"],
+        rounding=rounding, deadline=clock.deadline, lp=lp, fallback=fallback)
+    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info.get("workers"),
+            "loss_scale": info.get("loss_scale"), "cost_unit": info.get("cost_unit"),
             "time_limit": time_limit}
     return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
-                    backend="ortools-cpsat", backend_version=run.version, options=opts,
+                    backend="ortools-cpsat", backend_version=cpsat.version(), options=opts,
                     message=msg, info=info)
 
 
 # ------------------------------------------------------------------------------- dp
-def _dp_result(problem, solver: str, res, *, time_limit, options):
+def _dp_result(problem, solver: str, res, *, time_limit, options, deadline=None):
     """finalize a DpResult; on a time limit the fast solver's choice and bound are returned."""
     x, bound, status, msg = res.choice, res.value, res.status, res.info["plan"]
     if status == Status.OPTIMAL:
@@ -129,7 +212,7 @@ def _dp_result(problem, solver: str, res, *, time_limit, options):
     elif status == Status.TIME_LIMIT:
         from pruneopt.solvers.fast.allocation.hull import lagrangian_allocation
 
-        fast = lagrangian_allocation(problem)
+        fast = lagrangian_allocation(problem, deadline=deadline)
         x, bound = fast.choice, fast.bound
         msg += f"; stopped after {res.info.get('layers_done', 0)} layers: the fast solver's answer"
     return finalize(problem, solver=solver, x=x, bound=bound, backend_status=status,
@@ -138,13 +221,15 @@ def _dp_result(problem, solver: str, res, *, time_limit, options):
 
 
 def _run_dp(problem, *, time_limit=None, max_cells=None, max_table_bytes=None):
+    from pruneopt.solvers.deadline import Clock
     from pruneopt.solvers.fast.allocation.dp import MAX_CELLS, MAX_TABLE_BYTES, solve_dp
 
+    clock = Clock(time_limit)
     max_cells = int(max_cells) if max_cells is not None else MAX_CELLS
     max_table_bytes = int(max_table_bytes) if max_table_bytes is not None else MAX_TABLE_BYTES
     res = solve_dp(problem, time_limit=time_limit, max_cells=max_cells,
                    max_table_bytes=max_table_bytes)
-    return _dp_result(problem, "dp", res, time_limit=time_limit,
+    return _dp_result(problem, "dp", res, time_limit=time_limit, deadline=clock.deadline,
                       options={"max_cells": max_cells, "max_table_bytes": max_table_bytes})
 
 
@@ -152,13 +237,15 @@ def _run_dp(problem, *, time_limit=None, max_cells=None, max_table_bytes=None):
 def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
     from pruneopt.solvers.allocation.highs_arrays import highs_allocation
     from pruneopt.solvers.backends import highspy as highspy_adapter
+    from pruneopt.solvers.deadline import Clock
     from pruneopt.solvers.fast.allocation.dp import plan_dp, solve_dp
 
+    clock = Clock(time_limit)
     plan = plan_dp(problem)
     if plan.kind in ("free", "infeasible") or (plan.kind in ("1d", "2d")
                                                and plan.cells <= EXACT_DP_CELLS):
         res = solve_dp(problem, plan, time_limit=time_limit)
-        r = _dp_result(problem, "exact", res, time_limit=time_limit,
+        r = _dp_result(problem, "exact", res, time_limit=time_limit, deadline=clock.deadline,
                        options={"method": "dp", "threads": threads, "seed": seed})
         return r.replace(message=f"dp: {r.message}")
     x, bound, status, msg, info = highs_allocation(problem, time_limit=time_limit,
@@ -176,14 +263,18 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
 
 # ------------------------------------------------------------------------------- fast, uniform
 def _run_fast(problem, *, time_limit=None, pair_k=4):
+    from pruneopt.solvers.deadline import Clock
     from pruneopt.solvers.fast.allocation.hull import lagrangian_allocation
 
-    res = lagrangian_allocation(problem, pair_k=int(pair_k))
+    res = lagrangian_allocation(problem, pair_k=int(pair_k), deadline=Clock(time_limit).deadline)
     msg = {"feasible": "LP dual bound over the convex hulls; rounded, repaired and improved choice",
            "infeasible": "the LP relaxation is infeasible: no choice meets the budgets",
            "error": res.info.get("message", "")}[res.status]
+    status = res.status
+    if status == Status.FEASIBLE and res.info.get("stopped") == "time_limit":
+        status, msg = Status.TIME_LIMIT, msg + "; the time limit cut the improving moves short"
     return finalize(problem, solver="fast", x=res.choice, bound=res.bound,
-                    backend_status=res.status, backend="numpy",
+                    backend_status=status, backend="numpy",
                     backend_version=numpy_version(),
                     options={"pair_k": int(pair_k), "time_limit": time_limit}, message=msg,
                     info=res.info)

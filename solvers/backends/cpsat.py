@@ -17,6 +17,7 @@ from ortools.sat.python import cp_model
 
 from pruneopt.solvers.backends.common import BackendRun, status_of
 from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import remaining
 
 ZERO_GAP = {"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0}
 
@@ -45,7 +46,9 @@ def default_workers() -> int:
 def run(model: cp_model.CpModel, variables, *, time_limit=None, workers=None,
         seed=0) -> BackendRun:
     """Solve ``model`` at zero gap; ``values`` are the integer values of ``variables`` (0/1
-    for Booleans) when CP-SAT holds a solution. ``extra["workers"]`` is the number used."""
+    for Booleans) when CP-SAT holds a solution. ``extra["workers"]`` is the number used. The
+    time limit never reaches past the deadline of the solve (:mod:`pruneopt.solvers.deadline`)."""
+    time_limit = remaining(time_limit)
     solver = cp_model.CpSolver()
     params = solver.parameters
     for key, value in ZERO_GAP.items():

@@ -17,6 +17,7 @@ import numpy as np
 
 from pruneopt.solvers.backends.common import BackendRun, status_of
 from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import remaining
 
 # HiGHS says "optimal" at its default 1e-4 relative gap, which is not optimal (DESIGN §3).
 ZERO_GAP = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
@@ -52,8 +53,10 @@ def configure(lp, *, seed=0, threads=None, options=None) -> highspy.Highs:
 
 
 def solve(h: highspy.Highs, *, time_limit=None) -> BackendRun:
-    """Run (or run again) a configured ``Highs`` with the time limit (at least 1 ms)."""
-    h.setOptionValue("time_limit", float(max(time_limit, 1e-3)) if time_limit is not None
+    """Run (or run again) a configured ``Highs`` with the time limit (at least 1 ms), never past
+    the deadline of the solve (:mod:`pruneopt.solvers.deadline`)."""
+    time_limit = remaining(time_limit)
+    h.setOptionValue("time_limit", float(time_limit) if time_limit is not None
                      else highspy.kHighsInf)
     h.run()
     info = h.getInfo()

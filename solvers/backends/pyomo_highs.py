@@ -15,6 +15,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition as TC
 from pruneopt.solvers.backends import highspy as highspy_adapter
 from pruneopt.solvers.backends.common import BackendRun, pyomo_version, run_pyomo_contrib
 from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import remaining
 
 ZERO_GAP = highspy_adapter.ZERO_GAP  # the options recorded: the same HiGHS settings
 
@@ -34,9 +35,10 @@ def version() -> str:
 
 
 def run(model, *, time_limit=None, threads=None, seed=0, options=None) -> BackendRun:
-    """Solve ``model`` with HiGHS at zero gap; ``options`` are further HiGHS options."""
+    """Solve ``model`` with HiGHS at zero gap; ``options`` are further HiGHS options. The time
+    limit never reaches past the deadline of the solve (:mod:`pruneopt.solvers.deadline`)."""
     res, status, has_solution = run_pyomo_contrib(
-        "highs", model, status_map=STATUS_MAP, time_limit=time_limit, threads=threads,
+        "highs", model, status_map=STATUS_MAP, time_limit=remaining(time_limit), threads=threads,
         solver_options={"random_seed": int(seed), **(options or {})})
     tc = res.termination_condition
     return BackendRun(status=status, message=str(tc.name), has_solution=has_solution,

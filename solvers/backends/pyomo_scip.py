@@ -30,6 +30,7 @@ from pyomo.opt import TerminationCondition as TC
 
 from pruneopt.solvers.backends.common import BackendRun, pyomo_version, run_pyomo_contrib, status_of
 from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import remaining
 
 # Zero gap, and tolerances tight enough that SCIP's own objective of its x matches the value
 # recomputed in numpy (at the default feastol 1e-6 they differed by 2e-7 relative).
@@ -81,6 +82,7 @@ def run(model, *, time_limit=None, threads=None, seed=0, options=None) -> Backen
     if threads is not None:
         raise ValueError("threads: SCIP runs on one thread here")
     opts = dict(EXACT_OPTIONS, **(options or {}), **{"randomization/randomseedshift": int(seed)})
+    time_limit = remaining(time_limit)  # never past the deadline of the solve
     if time_limit is not None:
         opts["limits/time"] = float(time_limit)
     res = pyo.SolverFactory("scip_direct").solve(model, options=opts, load_solutions=False)
@@ -104,7 +106,7 @@ def run_miqp(model, *, time_limit=None, seed=0, options=None, warmstart=True) ->
         with native_output_to_file():
             res, status, has_solution = run_pyomo_contrib(
                 "scip_direct", model, status_map=MIQP_STATUS_MAP, default=Status.FEASIBLE,
-                time_limit=None if time_limit is None else max(time_limit, 1e-3),
+                time_limit=remaining(time_limit),  # never past the deadline of the solve
                 solver_options=opts, warmstart_discrete_vars=bool(warmstart))
     except Exception as exc:  # noqa: BLE001 — the caller keeps its incumbent
         return BackendRun(status=Status.ERROR, message=f"{type(exc).__name__}: {exc}",

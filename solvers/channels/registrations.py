@@ -27,6 +27,12 @@ with ``mip_feasibility_tolerance`` 1e-9: at its default 1e-6 a count 1e-6 off an
 P1′'s value cuts enough that its bound missed the recomputed objective by 1e-7. CP-SAT's value
 scale is set by the fast Lagrangian bound U (σ = 2^50 / U, counts worth more than U removed),
 so that a small optimum stays resolved (:mod:`pruneopt.formulations.channels.cpsat_model`).
+
+Time limits hold (:mod:`pruneopt.solvers.deadline`): the fast Lagrangian that seeds the exact
+solvers gets a share of the time left (:data:`SEED_SHARE`; ``exact``: :data:`EXACT_SEED_SHARE`),
+the backend the rest; Pyomo models of more than :data:`GUARD_VARIABLES` variables are built and
+solved in a worker ended at the deadline; the exchange moves that challenge an answer stop at
+the deadline; a backend without an answer gives way to the seed's counts and bound.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ HIGHS_TOLERANCES = {"mip_feasibility_tolerance": 1e-9}
 # limit (+ grace): HiGHS can overrun its own limit (DESIGN §7).
 GUARD_VARIABLES = 20_000
 MAX_SCALED = 1e10
+SEED_SHARE = 0.3  # of the time left: the fast Lagrangian that seeds an exact backend
+EXACT_SEED_SHARE = 0.5  # ... that may prove ``exact``'s answer on its own
 
 
 # ------------------------------------------------------------------------------- shared pieces
@@ -100,26 +108,30 @@ def cost_divisor(problem) -> float:
     return integer_cost_divisor(coefs) if coefs.size else 1.0
 
 
-def _seed(problem, time_limit=None):
+def _seed(problem, time_limit=None, share: float = SEED_SHARE):
     """The fast Lagrangian: incumbent, certified bound and multipliers for the exact solvers
-    (an empty seed when its DP cannot run on this coupling graph)."""
+    (an empty seed when its DP cannot run on this coupling graph), on ``share`` of the time
+    left."""
+    from pruneopt.solvers.deadline import Clock
     from pruneopt.solvers.fast.channels.lagrangian import LagrangianResult, lagrangian_channels
 
     try:
-        return lagrangian_channels(problem, time_limit=time_limit)
+        return lagrangian_channels(problem, time_limit=Clock(time_limit).share(share))
     except ValueError as exc:
         return LagrangianResult(Status.FEASIBLE, None, -math.inf, math.inf, math.nan,
                                 {"error": str(exc)})
 
 
-def _challenge(problem, k: np.ndarray, status: str, message: str):
+def _challenge(problem, k: np.ndarray, status: str, message: str, deadline=None):
     """Exchange moves on the counts of a MILP answer: a better feasible neighbour refutes a
-    claimed optimum (the solver's tolerances hid it)."""
+    claimed optimum (the solver's tolerances hid it). Past ``deadline`` only the first search
+    of each kind runs."""
     from pruneopt.solvers.fast.channels.lagrangian import exchange_search, greedy_fill
 
     v0 = problem.value_of_counts(k)
-    k2 = exchange_search(problem, greedy_fill(problem, k, max_steps=10 * problem.num_groups + 50),
-                         rounds=50, fill_steps=10 * problem.num_groups + 50)
+    steps = 10 * problem.num_groups + 50
+    k2 = exchange_search(problem, greedy_fill(problem, k, max_steps=steps, deadline=deadline),
+                         rounds=50, fill_steps=steps, deadline=deadline)
     v2 = problem.value_of_counts(k2)
     if problem.counts_feasible(k2) and v2 > v0 + 1e-12 * max(1.0, abs(v0)):
         message += f"; improved by exchange moves (+{v2 - v0:.3g})"
@@ -131,8 +143,13 @@ def _challenge(problem, k: np.ndarray, status: str, message: str):
 
 
 def _finish(problem, *, solver, k, bound, status, message, backend, version, options, seed,
-            info=None):
-    """Challenge, keep the bound valid, and finalize."""
+            info=None, deadline=None):
+    """Challenge, keep the bound valid, and finalize; a backend without an answer at the time
+    limit gives way to the seed's counts (and its bound)."""
+    if k is None and status == Status.TIME_LIMIT and seed is not None and seed.k is not None:
+        k = seed.k
+        bound = seed.bound if math.isnan(bound) else min(bound, seed.bound)
+        message += "; the fast selection and its Lagrangian bound are returned"
     if k is not None and not problem.counts_feasible(k):
         from pruneopt.solvers.fast.channels.lagrangian import greedy_repair
 
@@ -143,7 +160,7 @@ def _finish(problem, *, solver, k, bound, status, message, backend, version, opt
                               else Status.FEASIBLE)
             message += ", repaired greedily"
     if k is not None and problem.counts_feasible(k):
-        k, status, message = _challenge(problem, k, status, message)
+        k, status, message = _challenge(problem, k, status, message, deadline=deadline)
         z = problem.value_of_counts(k)
         if seed is not None and seed.k is not None and seed.value > z:
             k, z = seed.k, seed.value
@@ -173,8 +190,14 @@ def run_declared(problem, *, form: str, backend: str, score_scale: float, cost_u
         counts_from_mccormick,
     )
     from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
+    from pruneopt.solvers.deadline import Clock
 
+    clock = Clock(time_limit)
     model = problem.to_pyomo(form=form, score_scale=score_scale, cost_unit=cost_unit)
+    if clock.expired():
+        return {"k": None, "bound": math.inf, "status": Status.TIME_LIMIT,
+                "message": "the time limit ran out while Pyomo built the model"}
+    time_limit = clock.backend_limit()
     if backend == "highs":
         run = pyomo_highs.run(model, time_limit=time_limit, threads=threads, seed=seed,
                               options=HIGHS_TOLERANCES)
@@ -199,9 +222,10 @@ def layered_size(problem) -> int:
 def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None, seed=0,
                score_scale=None, lagrangian=None):
     from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
-    from pruneopt.solvers.deadline import call_guarded
+    from pruneopt.solvers.deadline import Clock, call_guarded
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
 
+    clock = Clock(time_limit)
     if backend == "highs":
         version = pyomo_highs.version()
         opts = {**pyomo_highs.ZERO_GAP, **HIGHS_TOLERANCES, "threads": threads}
@@ -211,19 +235,19 @@ def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None,
     opts.update(form=form, seed=seed, time_limit=time_limit)
     if is_infeasible(problem):
         return _infeasible(problem, solver, solver, version, opts)
-    seed_res = lagrangian if lagrangian is not None else _seed(problem)
+    seed_res = lagrangian if lagrangian is not None else _seed(problem, time_limit)
     sigma = float(score_scale) if score_scale is not None else value_scale(problem, seed_res.k)
     unit = cost_divisor(problem)
     opts.update(score_scale=sigma, cost_unit=unit)
     kwargs = dict(problem=problem, form=form, backend=backend, score_scale=sigma, cost_unit=unit,
                   time_limit=time_limit, threads=threads, seed=seed)
     nvars = layered_size(problem)
-    guarded = time_limit is not None and nvars > GUARD_VARIABLES
-    raw = call_guarded(run_declared, kwargs, time_limit, guarded, lambda exc: {
-        "k": seed_res.k, "bound": seed_res.bound, "status": Status.TIME_LIMIT,
-        "message": f"{exc}; the fast selection and its Lagrangian bound are returned"})
+    guarded = clock.limited and nvars > GUARD_VARIABLES
+    raw = call_guarded(run_declared, kwargs, clock, guarded, lambda exc: {
+        "k": None, "bound": math.inf, "status": Status.TIME_LIMIT, "message": str(exc)})
     alt = alternative_scale(problem, sigma)
-    if not guarded and raw["status"] == Status.ERROR and score_scale is None and alt is not None:
+    if (not guarded and raw["status"] == Status.ERROR and score_scale is None and alt is not None
+            and not clock.expired()):
         # a floating-point MILP can fail on one scaling and not on another (DESIGN §7)
         first = raw["message"]
         raw = run_declared(**dict(kwargs, score_scale=alt))
@@ -235,7 +259,7 @@ def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None,
                         backend_version=version, options=opts, message=raw["message"])
     return _finish(problem, solver=solver, k=raw["k"], bound=raw["bound"], status=raw["status"],
                    message=raw["message"], backend=solver, version=version, options=opts,
-                   seed=seed_res, info={"layered_variables": nvars})
+                   seed=seed_res, info={"layered_variables": nvars}, deadline=clock.deadline)
 
 
 def _run_pyomo_highs(problem, *, time_limit=None, threads=None, seed=0, score_scale=None):
@@ -261,16 +285,19 @@ def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=No
     from pruneopt.solvers.backends import cpsat
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
 
+    from pruneopt.solvers.deadline import Clock
+
+    clock = Clock(time_limit)
     version = cpsat.version()
     opts = {**cpsat.ZERO_GAP, "seed": seed, "time_limit": time_limit}
     if is_infeasible(problem):
         return _infeasible(problem, "cpsat", "ortools-cpsat", version, opts)
-    lag = _seed(problem)  # a proven cap on the optimum sets the value scale; and a hint
+    lag = _seed(problem, time_limit)  # a proven cap on the optimum sets the value scale; a hint
     model, k_vars, scaling = problem.to_cpsat(score_scale=score_scale, value_cap=lag.bound)
     if lag.k is not None:
         for var, val in zip(k_vars, lag.k.tolist(), strict=True):
             model.add_hint(var, int(val))
-    run = cpsat.run(model, k_vars, time_limit=time_limit, workers=workers, seed=seed)
+    run = cpsat.run(model, k_vars, time_limit=clock.backend_limit(), workers=workers, seed=seed)
     k, correction, bound = None, math.nan, math.inf
     if run.has_solution:
         k = run.values
@@ -285,10 +312,14 @@ def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=No
         return finalize(problem, solver="cpsat", x=None, bound=-math.inf,
                         backend_status=Status.INFEASIBLE, backend="ortools-cpsat",
                         backend_version=version, options=opts, message=run.message, info=info)
+    message = run.message
+    if k is None and run.status == Status.TIME_LIMIT and lag.k is not None:
+        k, bound = lag.k, lag.bound  # the seed: a feasible answer with a certified bound
+        message += "; the fast selection and its Lagrangian bound are returned"
     x = problem.selection_from_counts(k) if k is not None else None
     return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=run.status,
                     backend="ortools-cpsat", backend_version=version, options=opts,
-                    message=run.message, info=info)
+                    message=message, info=info)
 
 
 # ------------------------------------------------------------------------------- DP and exact
@@ -303,7 +334,7 @@ def _run_dp(problem, *, time_limit=None, max_labels=20_000_000, lagrangian=None)
                          f"one ({why}); use 'exact' or 'pyomo-highs'")
     if is_infeasible(problem):
         return _infeasible(problem, "dp", "numpy", numpy_version(), opts)
-    lag = lagrangian if lagrangian is not None else _seed(problem)
+    lag = lagrangian if lagrangian is not None else _seed(problem, time_limit)
     mus = tuple(m for m in (lag.info.get("mu_lo"), lag.info.get("mu_hi"),
                             lag.info.get("bound_mu")) if m is not None and math.isfinite(m))
     res = pareto_chain_dp(problem, order, incumbent=lag.k, mus=mus, time_limit=time_limit,
@@ -325,20 +356,19 @@ def _run_dp(problem, *, time_limit=None, max_labels=20_000_000, lagrangian=None)
 
 
 def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
-    import time
-
     from pruneopt.solvers.fast.channels.chain_dp import chain_order
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
 
-    start = time.perf_counter()
+    from pruneopt.solvers.deadline import Clock
+
+    clock = Clock(time_limit)
     opts = {"time_limit": time_limit, "threads": threads, "seed": seed}
     if is_infeasible(problem):
         return _infeasible(problem, "exact", "numpy", numpy_version(), opts)
-    lag = _seed(problem, time_limit=time_limit)
+    lag = _seed(problem, time_limit, share=EXACT_SEED_SHARE)
 
     def left():
-        return None if time_limit is None else max(time_limit - (time.perf_counter() - start),
-                                                   1e-3)
+        return clock.backend_limit()
 
     def relabel(r, how):
         return r.replace(solver="exact", options={**r.options, **opts, "method": how},
@@ -376,8 +406,12 @@ def _run_fast(problem, *, time_limit=None, max_evals=30, max_table=None, improve
     cut = res.info.get("cuts", 0)
     msg = ("Lagrangian bound (exact count DP" + (f"; {cut} edge(s) cut, still a valid bound)"
                                                  if cut else ")") + ", greedy primal")
+    status = Status.FEASIBLE
+    if res.info.get("stopped") == "time_limit":
+        status = Status.TIME_LIMIT
+        msg = res.info.get("message", msg) + "; stopped at the time limit"
     return finalize(problem, solver="fast", x=problem.selection_from_counts(res.k),
-                    bound=res.bound, backend_status=Status.FEASIBLE, backend="numpy",
+                    bound=res.bound, backend_status=status, backend="numpy",
                     backend_version=numpy_version(), options=opts, message=msg, info=res.info)
 
 

@@ -16,6 +16,8 @@ exact LP bound instead).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
@@ -24,13 +26,19 @@ _SWAP_LAYERS = 2000  # the swap move compares all layer pairs; skip it beyond th
 
 
 def improve_counts(layers: SortedLayers, k: np.ndarray, K: int, F: float,
-                   max_moves: int = 10_000) -> tuple[np.ndarray, int]:
-    """Apply improving add/swap moves to per-layer counts; returns (counts, moves made)."""
+                   max_moves: int = 10_000, deadline: float | None = None
+                   ) -> tuple[np.ndarray, int]:
+    """Apply improving add/swap moves to per-layer counts; returns (counts, moves made).
+
+    Past ``deadline`` (a ``time.perf_counter`` reading) no further move is searched once one
+    has been made (the first search still runs: it is the check that refutes an optimum)."""
     k = np.array(k, dtype=np.int64)
     cost = layers.cost
     positive = layers.count_above(np.zeros(layers.L))
     moves = 0
     while moves < max_moves:
+        if moves and deadline is not None and time.perf_counter() > deadline:
+            break
         nnz_left = K - int(k.sum())
         flops_left = F - float(k @ cost)
         nxt = np.where(k < positive, layers.score_at(k), -np.inf)
@@ -57,11 +65,13 @@ def improve_counts(layers: SortedLayers, k: np.ndarray, K: int, F: float,
     return k, moves
 
 
-def polish_selection(problem, layers: SortedLayers, x: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """(x', improvement, moves): the best prefix of x's counts, then improving moves."""
+def polish_selection(problem, layers: SortedLayers, x: np.ndarray,
+                     deadline: float | None = None) -> tuple[np.ndarray, float, int]:
+    """(x', improvement, moves): the best prefix of x's counts, then improving moves (see
+    :func:`improve_counts` for ``deadline``)."""
     z = problem.evaluate(x).objective
     k, moves = improve_counts(layers, problem.group_counts(x), problem.nnz_budget,
-                              problem.flop_budget)
+                              problem.flop_budget, deadline=deadline)
     z_new = float(np.sum(layers.prefix(k)))
     if z_new > z + 1e-12 * max(abs(z), abs(z_new)) or moves:
         x_new = layers.select(problem.scores, k)

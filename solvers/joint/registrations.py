@@ -32,18 +32,39 @@ from pruneopt.solvers.registry import register_table
 from pruneopt.solvers.result import finalize
 
 JOINT = JointBudgetProblem.kind
-# With a time limit, Pyomo solves of more items run in a worker ended at the limit (+ grace).
+# With a time limit, Pyomo solves of more items run in a worker ended at the deadline (+ grace):
+# neither the model building nor HiGHS / SCIP on a large model can be stopped in-process.
 PYOMO_GUARD_ITEMS = 5000
+# ... and CP-SAT solves of more items: building the model took 0.7 s at 2e4 items and 12 s at
+# 2.7e5, and CP-SAT overran a 1 s limit by 1.4 s at 2e4 items and a 5 s limit by 29 s at 2.7e5
+# (measured, issue 15).
+CPSAT_GUARD_ITEMS = 10_000
+
+
+def _falcon_answer(problem, layers, dual) -> np.ndarray:
+    """FALCON's selection (the rounding of the LP dual): the cheap feasible answer returned when
+    a backend has none at the time limit (its bound is ``dual.bound``)."""
+    from pruneopt.solvers.fast.joint.falcon import greedy_fill
+
+    k = greedy_fill(layers, dual.counts, dual.lam, problem.nnz_budget, problem.flop_budget)
+    return layers.select(problem.scores, k)
 
 
 # ------------------------------------------------------------------------------- exact backends
 def run_declared(problem, *, backend: str, score_scale: float, cost_unit: float, time_limit=None,
                  threads=None, seed=0) -> dict:
     """Declare the joint model in Pyomo and run it on ``backend`` ("highs" or "scip"); the raw
-    answer as a dict (picklable inputs and output: usable in a worker)."""
+    answer as a dict (picklable inputs and output: usable in a worker). The backend gets the
+    time left once the model is built; none left: no solve, status ``time_limit``."""
     from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
+    from pruneopt.solvers.deadline import Clock
 
+    clock = Clock(time_limit)
     model = problem.to_pyomo(score_scale=score_scale, cost_unit=cost_unit)
+    if clock.expired():
+        return {"x": None, "bound": math.inf, "status": Status.TIME_LIMIT,
+                "message": "the time limit ran out while Pyomo built the model"}
+    time_limit = clock.backend_limit()
     adapter = pyomo_highs if backend == "highs" else pyomo_scip
     run = adapter.run(model, time_limit=time_limit, threads=threads, seed=seed)
     x = None
@@ -58,13 +79,13 @@ def run_declared(problem, *, backend: str, score_scale: float, cost_unit: float,
 def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=0,
                score_scale=None):
     from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
-    from pruneopt.solvers.deadline import call_guarded
-    from pruneopt.solvers.fast.joint.falcon import greedy_fill
+    from pruneopt.solvers.deadline import Clock, call_guarded
     from pruneopt.solvers.fast.joint.lagrangian import solve_dual
     from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
     from pruneopt.solvers.joint.polish import polish_selection
     from pruneopt.solvers.scaling import integer_cost_divisor, score_scale_at_threshold
 
+    clock = Clock(time_limit)
     layers = SortedLayers(problem.scores, problem.group_ptr, problem.flop_cost)
     dual = solve_dual(layers, problem.nnz_budget, problem.flop_budget)
     sigma = (float(score_scale) if score_scale is not None
@@ -78,12 +99,6 @@ def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=
         opts = dict(pyomo_scip.EXACT_OPTIONS)
     opts.update(score_scale=sigma, cost_unit=unit, seed=seed, time_limit=time_limit)
 
-    def falcon_instead(exc):
-        k = greedy_fill(layers, dual.counts, dual.lam, problem.nnz_budget, problem.flop_budget)
-        return {"x": layers.select(problem.scores, k), "bound": dual.bound,
-                "status": Status.TIME_LIMIT,
-                "message": f"{exc}; FALCON's selection and the LP bound are returned"}
-
     if problem.num_items == 0:  # nothing to declare: the empty selection is the optimum
         raw = {"x": np.zeros(0, dtype=bool), "bound": 0.0, "status": Status.OPTIMAL,
                "message": "no items"}
@@ -92,10 +107,15 @@ def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=
         raw = call_guarded(run_declared, dict(problem=problem, backend=backend, score_scale=sigma,
                                               cost_unit=unit, time_limit=time_limit,
                                               threads=threads, seed=seed),
-                           time_limit, problem.num_items > PYOMO_GUARD_ITEMS, falcon_instead)
+                           clock, problem.num_items > PYOMO_GUARD_ITEMS,
+                           lambda exc: {"x": None, "bound": math.inf,
+                                        "status": Status.TIME_LIMIT, "message": str(exc)})
     x, bound, status, message = raw["x"], raw["bound"], raw["status"], raw["message"]
+    if x is None and status == Status.TIME_LIMIT:
+        x, bound = _falcon_answer(problem, layers, dual), min(bound, dual.bound)
+        message += "; FALCON's selection and the LP bound are returned"
     if x is not None and problem.is_feasible(x):
-        x, gain, moves = polish_selection(problem, layers, x)
+        x, gain, moves = polish_selection(problem, layers, x, deadline=clock.deadline)
         if gain > 0:
             message += f"; improved by {moves} exchange move(s) (+{gain:.3g})"
             if status == Status.OPTIMAL:
@@ -150,26 +170,70 @@ def rounding_correction(problem, scaling, integer_bound: float) -> float:
     return relaxation_bound(dataclasses.replace(problem, scores=positive))
 
 
-def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
+def run_cpsat_declared(problem, *, time_limit=None, workers=None, seed=0,
+                       score_scale=None) -> dict:
+    """Declare the integerised joint model for CP-SAT and run it; the raw answer as a dict
+    (picklable inputs and output: usable in a worker). The solver gets the time left once the
+    model is built; none left: no solve, status ``time_limit``."""
     from pruneopt.solvers.backends import cpsat
+    from pruneopt.solvers.deadline import Clock
 
+    clock = Clock(time_limit)
     model, x_vars, scaling = problem.to_cpsat(score_scale=score_scale)
-    run = cpsat.run(model, x_vars, time_limit=time_limit, workers=workers, seed=seed)
+    info = {"score_scale": scaling.score_scale, "cost_unit": scaling.cost_unit,
+            "bound_correction": math.nan, "integer_objective": None, "integer_bound": None,
+            "workers": cpsat.default_workers() if workers is None else int(workers)}
+    if clock.expired():
+        return {"x": None, "bound": math.inf, "status": Status.TIME_LIMIT, "info": info,
+                "message": "the time limit ran out while the CP-SAT model was built"}
+    run = cpsat.run(model, x_vars, time_limit=clock.backend_limit(), workers=workers, seed=seed)
     # CP-SAT's bound means something only once it has a solution (without one it reads 0)
     x, correction, bound = None, math.nan, math.inf
     if run.has_solution:
         x = run.values.astype(bool)
         correction = rounding_correction(problem, scaling, run.bound)
         bound = run.bound / scaling.score_scale + correction
-    info = {"score_scale": scaling.score_scale, "cost_unit": scaling.cost_unit,
-            "bound_correction": correction, "integer_objective": run.objective,
-            "integer_bound": run.bound, "workers": run.extra["workers"]}
-    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info["workers"],
-            "score_scale": info["score_scale"], "cost_unit": info["cost_unit"],
+    info.update(bound_correction=correction, integer_objective=run.objective,
+                integer_bound=run.bound, workers=run.extra["workers"])
+    return {"x": x, "bound": bound, "status": run.status, "info": info, "message": run.message}
+
+
+def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
+    from pruneopt.solvers.backends import cpsat
+    from pruneopt.solvers.deadline import Clock, call_guarded
+
+    clock = Clock(time_limit)
+    guarded = clock.limited and problem.num_items > CPSAT_GUARD_ITEMS
+
+    def fallback():  # FALCON's selection and the LP bound
+        from pruneopt.solvers.fast.joint.lagrangian import solve_dual
+        from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
+
+        layers = SortedLayers(problem.scores, problem.group_ptr, problem.flop_cost)
+        dual = solve_dual(layers, problem.nnz_budget, problem.flop_budget)
+        return _falcon_answer(problem, layers, dual), dual.bound
+
+    # a guarded solve may end without an answer: have the fallback ready before it starts
+    ready = fallback() if guarded else None
+    raw = call_guarded(run_cpsat_declared, dict(problem=problem, time_limit=time_limit,
+                                                workers=workers, seed=seed,
+                                                score_scale=score_scale),
+                       clock, guarded,
+                       lambda exc: {"x": None, "bound": math.inf, "status": Status.TIME_LIMIT,
+                                    "info": {"workers": cpsat.default_workers() if workers is None
+                                             else int(workers)}, "message": str(exc)})
+    x, bound, status, message, info = (raw["x"], raw["bound"], raw["status"], raw["message"],
+                                       raw["info"])
+    if x is None and status == Status.TIME_LIMIT and problem.num_items:
+        x, lp_bound = ready if ready is not None else fallback()
+        bound = min(bound, lp_bound)
+        message += "; FALCON's selection and the LP bound are returned"
+    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info.get("workers"),
+            "score_scale": info.get("score_scale"), "cost_unit": info.get("cost_unit"),
             "time_limit": time_limit}
-    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=run.status,
-                    backend="ortools-cpsat", backend_version=run.version, options=opts,
-                    message=run.message, info=info)
+    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
+                    backend="ortools-cpsat", backend_version=cpsat.version(), options=opts,
+                    message=message, info=info)
 
 
 # ------------------------------------------------------------------------------- fast algorithms

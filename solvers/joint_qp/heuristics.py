@@ -24,8 +24,8 @@ from pruneopt.solvers.result import finalize
 KIND = "joint-qp"
 
 
-def _finish(problem, name, w, bound, options, info, message=""):
-    return finalize(problem, solver=name, x=w, bound=bound, backend_status=Status.FEASIBLE,
+def _finish(problem, name, w, bound, options, info, message="", status=Status.FEASIBLE):
+    return finalize(problem, solver=name, x=w, bound=bound, backend_status=status,
                     backend="pruneopt.fast", backend_version=np.__version__, options=options,
                     info=info, message=message)
 
@@ -35,10 +35,11 @@ def _run_falcon(problem, *, time_limit=None, projection="falcon", max_iter=20):
 
     run = falcon_qp(problem, projection=projection, max_iter=max_iter, time_limit=time_limit)
     bound = separable_lower_bound(problem)
-    status_note = "time limit reached" if run.stopped == "time_limit" else ""
+    stopped = run.stopped == "time_limit"
     return _finish(problem, "falcon", run.w, bound,
                    {"projection": projection, "max_iter": max_iter, "time_limit": time_limit},
-                   run.summary(), status_note)
+                   run.summary(), "time limit reached" if stopped else "",
+                   status=Status.TIME_LIMIT if stopped else Status.FEASIBLE)
 
 
 def _run_baseline(name):
@@ -47,9 +48,13 @@ def _run_baseline(name):
 
         func = {"chita": qp_baselines.chita_qp, "woodfisher": qp_baselines.woodfisher_qp,
                 "magnitude": qp_baselines.magnitude_qp}[name]
-        w, info = func(problem)
+        # chita iterates (and checks the clock); the other two are one pass each
+        w, info = func(problem, time_limit=time_limit) if name == "chita" else func(problem)
+        stopped = info.get("stopped") == "time_limit"
         return _finish(problem, name, w, math.nan, {"time_limit": time_limit},
-                       {k: v for k, v in info.items() if k != "objective"})
+                       {k: v for k, v in info.items() if k != "objective"},
+                       "time limit reached" if stopped else "",
+                       status=Status.TIME_LIMIT if stopped else Status.FEASIBLE)
     return run
 
 

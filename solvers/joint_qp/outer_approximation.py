@@ -67,6 +67,7 @@ import numpy as np
 
 from pruneopt.solvers.backends import highspy as highspy_adapter
 from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import Clock
 from pruneopt.solvers.fast.joint_qp.backsolve import restricted_ridge
 from pruneopt.solvers.scaling import integer_cost_divisor
 
@@ -301,8 +302,10 @@ def solve_oa(problem, *, time_limit: float | None = None, incumbent=None, rel_ga
         return {"x": np.zeros(0), "bound": 0.0, "status": Status.OPTIMAL, "message": "no weights",
                 "info": {"iterations": 0}}
 
+    deadline = Clock(time_limit).deadline  # the solve's clock, when called inside one
+
     def left():
-        return None if time_limit is None else time_limit - (time.perf_counter() - start)
+        return None if deadline is None else deadline - time.perf_counter()
 
     def backsolve(support):
         return restricted_ridge(problem.X, problem.w_bar, problem.ridge, problem.linear,
@@ -328,6 +331,10 @@ def solve_oa(problem, *, time_limit: float | None = None, incumbent=None, rel_ga
     if closed():
         return {"x": best_w, "bound": lb, "status": Status.OPTIMAL,
                 "message": "the incumbent meets the unconstrained minimum", "info": info}
+    if time_limit is not None and left() <= 0:
+        return {"x": best_w, "bound": lb, "status": Status.TIME_LIMIT,
+                "message": "time limit before the first master MILP (bound: the unconstrained "
+                           "minimum)", "info": info}
     M = problem.big_m(best_w)
     sigma = max(abs(ub), ub - lb, 1e-300) / SCALED_INCUMBENT
     master = _Master(problem, M, sigma, threads=threads, seed=seed)

@@ -23,7 +23,11 @@ Status "infeasible" cannot occur: w = 0 meets both budgets (K, F ≥ 0), so ever
 feasible point and every solver returns at least that one. Time limits never raise: the best
 w found is returned with the best valid lower bound and status ``time_limit`` (for
 ``enumerate``, whose partial scan proves nothing, the bound is then the unconstrained
-minimum of Q).
+minimum of Q). Time limits hold (:mod:`pruneopt.solvers.deadline`): the incumbent search gets
+a share of the time left (:data:`INCUMBENT_SHARE`; its local search checks the clock between
+moves), the backend the rest, and the Pyomo MIQP of more than :data:`SCIP_GUARD_TERMS` terms
+is built and solved by SCIP in a worker ended at the deadline (the build of p = 500, n = 128
+took 2.5 s, measured), where it runs on the time left after the build.
 
 **Tolerances.** Q is a continuous quadratic: a floating-point MIQP solver (SCIP, or HiGHS in
 the OA master) computes it only to its feasibility tolerances (about 1e-9 relative at best),
@@ -66,6 +70,10 @@ ENUMERATE_EXACT_ITEMS = 16  # ``oa-exact`` enumerates up to this p (≈ 0.01 s),
 # remove the stall and made SoPlex fail ("unresolved numerical troubles in LP").
 SCIP_MIQP_OPTIONS = {"numerics/epsilon": 1e-10, "numerics/sumepsilon": 1e-10}
 SCIP_STALL_NODES = 20_000
+# With a time limit: the incumbent search of oa-highs and pyomo-scip gets this share of the time
+# left, and a Pyomo MIQP with more than this many terms p·(n + 1) runs in a guarded worker.
+INCUMBENT_SHARE = 0.3
+SCIP_GUARD_TERMS = 5000
 
 
 def _backsolve(problem, support) -> np.ndarray:
@@ -86,15 +94,19 @@ def magnitude_support(problem, projector: str = "exact"):
     return np.asarray(res.x, dtype=bool), res
 
 
-def swap_search(problem, support, *, candidates: int = 10, max_rounds: int = 30) -> np.ndarray:
+def swap_search(problem, support, *, candidates: int = 10, max_rounds: int = 30,
+                deadline: float | None = None) -> np.ndarray:
     """Best-improvement 1-swap local search on supports (each move backsolved and grown to a
     maximal support): drop any kept weight, add one of the ``candidates`` pruned weights with
-    the largest |∇Q|, when both budgets still hold. Returns the best w found."""
+    the largest |∇Q|, when both budgets still hold. Returns the best w found; past
+    ``deadline`` (a ``time.perf_counter`` reading) it stops with the best so far."""
     s = problem.extend_support(np.asarray(support, dtype=bool))
     w = _backsolve(problem, s)
     q = problem.objective(w)
     cost = problem.item_cost
     for _ in range(max_rounds):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         g = np.abs(problem.gradient(w))
         outside = np.flatnonzero(~s)
         add = outside[np.argsort(-g[outside], kind="stable")[:candidates]]
@@ -103,6 +115,8 @@ def swap_search(problem, support, *, candidates: int = 10, max_rounds: int = 30)
         best = None
         for i in np.flatnonzero(s).tolist():
             for j in add.tolist():
+                if deadline is not None and time.perf_counter() > deadline:
+                    break  # the best move among those tried is still an improvement
                 if cost[j] - cost[i] > room:
                     continue
                 t = s.copy()
@@ -118,10 +132,11 @@ def swap_search(problem, support, *, candidates: int = 10, max_rounds: int = 30)
     return w
 
 
-def incumbent(problem) -> np.ndarray:
+def incumbent(problem, deadline: float | None = None) -> np.ndarray:
     """A good feasible start for the exact solvers (it sets their big-M and first cutoff): the
     magnitude support and the greedy |w̄| support, each backsolved and improved by
-    :func:`swap_search`; the better one."""
+    :func:`swap_search` (until ``deadline``, a ``time.perf_counter`` reading); the better
+    one."""
     from pruneopt.solvers.joint_qp.outer_approximation import greedy_incumbent
 
     starts = [greedy_incumbent(problem) != 0.0]
@@ -131,7 +146,7 @@ def incumbent(problem) -> np.ndarray:
         pass
     best, best_q = np.zeros(problem.num_items), problem.objective(np.zeros(problem.num_items))
     for s0 in starts:
-        w = swap_search(problem, s0)
+        w = swap_search(problem, s0, deadline=deadline)
         q = problem.objective(w)
         if q < best_q:
             best, best_q = w, q
@@ -153,13 +168,14 @@ def _run_enumerate(problem, *, time_limit=None, max_items=None):
 
 def _run_oa(problem, *, time_limit=None, rel_gap=1e-10, threads=None, seed=0, max_iter=100_000):
     from pruneopt.solvers.backends import highspy as highspy_adapter
+    from pruneopt.solvers.deadline import Clock
     from pruneopt.solvers.joint_qp.outer_approximation import HIGHS_TOLERANCES, solve_oa
 
-    start = time.perf_counter()
-    inc = incumbent(problem) if problem.num_items else None
-    remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start),
-                                                    1e-3)
-    raw = solve_oa(problem, time_limit=remaining, incumbent=inc, rel_gap=float(rel_gap),
+    clock = Clock(time_limit)
+    inc = (incumbent(problem, deadline=_share_deadline(clock)) if problem.num_items
+           else None)
+    raw = solve_oa(problem, time_limit=clock.backend_limit(), incumbent=inc,
+                   rel_gap=float(rel_gap),
                    threads=threads, seed=seed, max_iter=int(max_iter))
     opts = {**highspy_adapter.ZERO_GAP, **HIGHS_TOLERANCES,
             "rel_gap": float(rel_gap), "threads": threads, "seed": seed,
@@ -171,15 +187,25 @@ def _run_oa(problem, *, time_limit=None, rel_gap=1e-10, threads=None, seed=0, ma
                     info=raw["info"])
 
 
+def _share_deadline(clock) -> float | None:
+    """The deadline of the incumbent search: :data:`INCUMBENT_SHARE` of the time left."""
+    share = clock.share(INCUMBENT_SHARE)
+    return None if share is None else time.perf_counter() + share
+
+
 def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
               start=None) -> dict:
-    """Declare the MIQP in Pyomo (big-M from the incumbent ``start``) and run SCIP.
+    """Declare the MIQP in Pyomo (big-M from the incumbent ``start``) and run SCIP on the time
+    left once it is built (none left: no solve, status ``time_limit``).
 
     Returns ``{"x", "bound", "status", "message", "info"}``; x is the backsolve on SCIP's
-    support (grown to a maximal one), or ``start`` if that is better.
+    support (grown to a maximal one), or ``start`` if that is better. Picklable inputs and
+    output: usable in a worker.
     """
     from pruneopt.solvers.backends import pyomo_scip
+    from pruneopt.solvers.deadline import Clock
 
+    clock = Clock(time_limit)
     p = problem.num_items
     if stall_nodes is None and time_limit is None:
         raise ValueError("stall_nodes: None (no stall guard) needs a time limit: at zero gap "
@@ -191,12 +217,18 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
     lb0 = problem.lower_bound()
     sigma = max(abs(ub), ub - lb0, 1e-300)  # the objective is of order one at the incumbent
     model = problem.to_pyomo(incumbent=best, objective_scale=1.0 / sigma)
+    if clock.expired():
+        return {"x": best, "bound": lb0, "status": Status.TIME_LIMIT,
+                "message": "the time limit ran out while Pyomo built the model; the incumbent "
+                           "and the unconstrained minimum are returned",
+                "info": {"objective_scale": 1.0 / sigma}}
     for i in range(p):  # MIP start: SCIP completes the continuous part itself
         model.z[i].value = 1.0 if best[i] != 0.0 else 0.0
     options = dict(SCIP_MIQP_OPTIONS)
     if stall_nodes is not None:
         options["limits/stallnodes"] = int(stall_nodes)
-    run = pyomo_scip.run_miqp(model, time_limit=time_limit, seed=seed, options=options)
+    run = pyomo_scip.run_miqp(model, time_limit=clock.backend_limit(), seed=seed,
+                              options=options)
     if run.status == Status.ERROR:  # e.g. "SCIP: error in LP solver!" at tight tolerances
         return {"x": best, "bound": lb0, "status": Status.ERROR,
                 "message": f"SCIP failed ({run.message}); the incumbent is returned",
@@ -230,8 +262,9 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
 
 def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES):
     from pruneopt.solvers.backends import pyomo_scip
+    from pruneopt.solvers.deadline import Clock, call_guarded
 
-    start = time.perf_counter()
+    clock = Clock(time_limit)
     version = pyomo_scip.version()
     opts = dict(pyomo_scip.EXACT_OPTIONS, **SCIP_MIQP_OPTIONS)
     opts.update(seed=seed, stall_nodes=stall_nodes, time_limit=time_limit)
@@ -239,11 +272,15 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_
         raw = {"x": np.zeros(0), "bound": 0.0, "status": Status.OPTIMAL, "message": "no weights",
                "info": {}}
     else:
-        inc = incumbent(problem)
-        remaining = (None if time_limit is None
-                     else max(time_limit - (time.perf_counter() - start), 1e-3))
-        raw = scip_miqp(problem, time_limit=remaining, seed=seed, stall_nodes=stall_nodes,
-                        start=inc)
+        inc = incumbent(problem, deadline=_share_deadline(clock))
+        terms = problem.num_items * (problem.num_samples + 1)
+        raw = call_guarded(scip_miqp, dict(problem=problem, time_limit=clock.backend_limit(),
+                                           seed=seed, stall_nodes=stall_nodes, start=inc),
+                           clock, terms > SCIP_GUARD_TERMS,
+                           lambda exc: {"x": inc, "bound": problem.lower_bound(),
+                                        "status": Status.TIME_LIMIT,
+                                        "message": f"{exc}; the incumbent and the unconstrained "
+                                                   "minimum are returned", "info": {}})
     return finalize(problem, solver="pyomo-scip", x=raw["x"], bound=raw["bound"],
                     backend_status=raw["status"], backend="pyomo-scip", backend_version=version,
                     options=opts, message=raw["message"], info=raw["info"])

@@ -189,7 +189,9 @@ def solve_dp(problem, plan: DpPlan | None = None, *, time_limit: float | None = 
              max_cells: int = MAX_CELLS, max_table_bytes: int = MAX_TABLE_BYTES) -> DpResult:
     """Run the DP of ``plan`` (computed when not given); raises :class:`DpRefused` when the
     plan refuses."""
-    start_time = time.perf_counter()
+    from pruneopt.solvers.deadline import Clock
+
+    deadline = Clock(time_limit).deadline  # the solve's clock: started when solve was called
     plan = plan or plan_dp(problem, max_cells, max_table_bytes)
     info = {"dp": plan.kind, "cells": plan.cells, "table_bytes": plan.table_bytes,
             "plan": plan.reason}
@@ -213,7 +215,7 @@ def solve_dp(problem, plan: DpPlan | None = None, *, time_limit: float | None = 
     table = np.zeros((L,) + shape, dtype=dtype)
     T = np.zeros(shape)
     for g in range(L):
-        if time_limit is not None and time.perf_counter() - start_time > time_limit:
+        if deadline is not None and time.perf_counter() > deadline:
             info["layers_done"] = g
             return DpResult(Status.TIME_LIMIT, None, math.nan, info)
         a, b = ptr[g], ptr[g + 1]

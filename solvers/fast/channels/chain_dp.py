@@ -82,7 +82,9 @@ def pareto_chain_dp(problem, order: list[int], *, incumbent: np.ndarray | None =
     max-plus DP) and F' = F − c₀: then no completion beats the incumbent by more than
     ε = 1e-12·|incumbent|, and the reported bound includes ε.
     """
-    start = time.perf_counter()
+    from pruneopt.solvers.deadline import Clock
+
+    deadline = Clock(time_limit).deadline  # the solve's clock: started when solve was called
     p = problem
     L = len(order)
     F = p.flop_budget - p.const
@@ -163,7 +165,7 @@ def pareto_chain_dp(problem, order: list[int], *, incumbent: np.ndarray | None =
     history = [fronts[0]]
     status = Status.OPTIMAL
     for i in range(1, L):
-        if time_limit is not None and time.perf_counter() - start > time_limit:
+        if deadline is not None and time.perf_counter() > deadline:
             status = Status.TIME_LIMIT
             break
         s_prev, c_prev, v_prev, _ = history[-1]

@@ -44,8 +44,9 @@ class CountElimination(EliminationPlan):
     """Exact max-plus elimination for the Lagrangian subproblem (see the module docstring): the
     plan of :class:`EliminationPlan`, evaluated at a multiplier μ by :meth:`solve`."""
 
-    def __init__(self, problem, max_table: int = DEFAULT_MAX_TABLE):
-        super().__init__(problem, max_table)
+    def __init__(self, problem, max_table: int = DEFAULT_MAX_TABLE,
+                 deadline: float | None = None):
+        super().__init__(problem, max_table, deadline)
         self._n = problem.group_sizes
         self._m = problem.min_keep
         self._inblock = problem.blocks >= 0

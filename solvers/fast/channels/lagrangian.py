@@ -163,14 +163,17 @@ def fix_blocks(problem, k: np.ndarray) -> np.ndarray:
 
 
 def greedy_fill(problem, k: np.ndarray, moves: _Moves | None = None,
-                max_steps: int | None = None) -> np.ndarray:
+                max_steps: int | None = None, deadline: float | None = None) -> np.ndarray:
     """Add channels by best value per added MAC while the budget holds (opening a collapsed
-    block whole counts as one move)."""
+    block whole counts as one move); stops past ``deadline`` (a ``time.perf_counter``
+    reading)."""
     mv = moves or _Moves(problem)
     k = np.asarray(k, dtype=np.int64).copy()
     f = problem.flops_of_counts(k)
     steps = max_steps if max_steps is not None else problem.num_channels + problem.num_blocks + 1
     for _ in range(steps):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         slack = mv.F - f
         gain = mv.next_score(k)
         delta = mv.add_cost(k)
@@ -246,9 +249,10 @@ def greedy_repair(problem, k: np.ndarray, moves: _Moves | None = None,
 
 def exchange_search(problem, k: np.ndarray, moves: _Moves | None = None,
                     rounds: int = 200, max_groups: int = 2000,
-                    fill_steps: int | None = None) -> np.ndarray:
+                    fill_steps: int | None = None, deadline: float | None = None) -> np.ndarray:
     """Apply the best improving 'drop one channel of g, add one of h' move (then fill) while one
-    exists, at most ``rounds`` times. Skipped for more than ``max_groups`` groups."""
+    exists, at most ``rounds`` times. Skipped for more than ``max_groups`` groups. Past
+    ``deadline`` (a ``time.perf_counter`` reading) it stops after the first search."""
     mv = moves or _Moves(problem)
     G = problem.num_groups
     if G < 2 or G > max_groups:
@@ -258,7 +262,9 @@ def exchange_search(problem, k: np.ndarray, moves: _Moves | None = None,
     np.add.at(A, (mv.ph, mv.pg), mv.pa)
     k = np.asarray(k, dtype=np.int64).copy()
     scale = total_value(problem)
-    for _ in range(rounds):
+    for r in range(rounds):
+        if r and deadline is not None and time.perf_counter() > deadline:
+            break
         f = problem.flops_of_counts(k)
         dm = mv.remove_saving(k)
         dp = mv.add_cost(k)
@@ -277,7 +283,7 @@ def exchange_search(problem, k: np.ndarray, moves: _Moves | None = None,
         k2[h] += 1
         if not problem.counts_feasible(k2):  # a block constraint the simple masks missed
             break
-        k = greedy_fill(problem, k2, mv, max_steps=fill_steps)
+        k = greedy_fill(problem, k2, mv, max_steps=fill_steps, deadline=deadline)
     return k
 
 
@@ -304,18 +310,31 @@ def lagrangian_channels(problem, *, max_evals: int = 30, rel_tol: float = 1e-10,
     ``elimination`` reuses a planned :class:`CountElimination` of the same problem. ``info``
     reports the evaluations, the solves, the evaluations that were not exact, the cuts, the
     largest table, the final bracket and the μ of the best bound.
+
+    With ``time_limit`` (or inside a solve with one: :class:`~pruneopt.solvers.deadline.Clock`)
+    the planning, the search over μ and the improving moves stop at the deadline, with
+    ``info["stopped"] = "time_limit"``; when not even the elimination was planned by then, the
+    answer is the better of the greedy fill and the uniform keep ratio, with the trivial bound
+    Σ_g V_g(n_g).
     """
+    from pruneopt.solvers.deadline import Clock
+    from pruneopt.solvers.fast.channels.elimination_plan import PlanTimeout
+
     start = time.perf_counter()
+    deadline = Clock(time_limit).deadline
     p = problem
     F = p.flop_budget
     tol = _tol(p)
     if is_infeasible(p):
         return LagrangianResult(Status.INFEASIBLE, None, -math.inf, -math.inf, math.nan,
                                 {"evaluations": 0})
-    el = elimination or CountElimination(p, max_table=max_table)
     vtot = total_value(p)
-    dense = p.dense_flops
     mv = _Moves(p)
+    try:
+        el = elimination or CountElimination(p, max_table=max_table, deadline=deadline)
+    except PlanTimeout:
+        return _unplanned(p, mv, vtot, deadline, start)
+    dense = p.dense_flops
     G = p.num_groups
     dst_groups = np.array([c.dst for c in el.cuts], dtype=np.int64)
     src_groups = np.array([c.src for c in el.cuts], dtype=np.int64)
@@ -368,7 +387,10 @@ def lagrangian_channels(problem, *, max_evals: int = 30, rel_tol: float = 1e-10,
         return ans.value + mu * F, ans.k, p.flops_of_counts(ans.k), bool(ans.exact)
 
     def out_of_time():
-        return time_limit is not None and time.perf_counter() - start > time_limit
+        if deadline is not None and time.perf_counter() > deadline:
+            state["stopped"] = "time_limit"
+            return True
+        return False
 
     # μ = 0: keep every channel of positive score; feasible means optimal
     D0, k0, f0, x0 = evaluate(0.0)
@@ -410,20 +432,23 @@ def lagrangian_channels(problem, *, max_evals: int = 30, rel_tol: float = 1e-10,
             stalls = stalls + 1 if side == last_side else 0
             last_side = side
 
-    # primal improvement
+    # primal improvement (until the deadline; a feasible k is always kept)
     cands = []
     cap = 20 * G + 200  # the ends of a converged bracket are a few moves from the budget
     if state["best_k"] is not None:
-        cands.append(greedy_fill(p, state["best_k"], mv, max_steps=cap))
-    rep = greedy_repair(p, lo[3], mv, max_steps=cap)
-    if rep is not None:
-        cands.append(greedy_fill(p, rep, mv, max_steps=cap))
+        cands.append(greedy_fill(p, state["best_k"], mv, max_steps=cap, deadline=deadline))
+    if deadline is None or time.perf_counter() <= deadline:
+        rep = greedy_repair(p, lo[3], mv, max_steps=cap)
+        if rep is not None:
+            cands.append(greedy_fill(p, rep, mv, max_steps=cap, deadline=deadline))
     if state["best_k"] is None:
-        cands.append(greedy_fill(p, p.min_counts, mv))
+        cands.append(greedy_fill(p, p.min_counts, mv, deadline=deadline))
     for c in cands:
         note_primal(c)
     if improve and state["best_k"] is not None:
-        note_primal(exchange_search(p, state["best_k"], mv, fill_steps=cap))
+        note_primal(exchange_search(p, state["best_k"], mv, fill_steps=cap, deadline=deadline))
+    if deadline is not None and time.perf_counter() > deadline:
+        state["stopped"] = "time_limit"
     k = state["best_k"]
     value, bound = state["best_val"], state["bound"]
     bound = max(bound, value)  # (never below a feasible value; only float noise could do that)
@@ -434,7 +459,25 @@ def lagrangian_channels(problem, *, max_evals: int = 30, rel_tol: float = 1e-10,
             "split_blocks": len(el.splits),
             "max_table": int(el.max_step), "mu_lo": lo[0], "mu_hi": hi[0] if hi else None,
             "bound_mu": state["bound_mu"], "seconds": time.perf_counter() - start}
+    if "stopped" in state and status != Status.OPTIMAL:
+        info["stopped"] = state["stopped"]
     return LagrangianResult(status, k, value, bound, hi[0] if hi else lo[0], info)
+
+
+def _unplanned(p, mv, vtot: float, deadline, start: float) -> LagrangianResult:
+    """The answer when the deadline passed before the elimination was planned: the better of
+    the greedy fill from the least counts (until the deadline) and the uniform keep ratio,
+    with the trivial bound Σ_g V_g(n_g) (keep everything)."""
+    best_k, best_v = None, -math.inf
+    for k in (greedy_fill(p, p.min_counts, mv, deadline=deadline), uniform_counts(p)):
+        if k is not None and p.counts_feasible(k):
+            v = p.value_of_counts(k)
+            if v > best_v:
+                best_k, best_v = k, v
+    info = {"evaluations": 0, "stopped": "time_limit", "cuts": 0,
+            "message": "the time limit ran out while the elimination was planned",
+            "seconds": time.perf_counter() - start}
+    return LagrangianResult(Status.FEASIBLE, best_k, best_v, max(vtot, best_v), math.nan, info)
 
 
 # ===================================================================== baselines

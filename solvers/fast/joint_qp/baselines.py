@@ -72,7 +72,8 @@ def chita_qp(problem, *, max_iter: int = 20, time_limit: float | None = None
     w = restricted_ridge(problem.X, problem.w_bar, problem.ridge, problem.linear, z,
                          problem.block_ptr)
     return w, {"objective": _objective(problem, w), "objective_nnz_only": run.objective,
-               "removed_by_flop_repair": repaired, "iterations": run.iterations}
+               "removed_by_flop_repair": repaired, "iterations": run.iterations,
+               "stopped": run.stopped}
 
 
 def _woodbury_factors(X: np.ndarray, lam: float, blocks):

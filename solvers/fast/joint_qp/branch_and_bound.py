@@ -251,8 +251,10 @@ def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEF
                shift: str = "scaled", start=None, use_falcon: bool = True,
                max_nodes: int | None = None, root_fw: int = ROOT_FW,
                node_fw: int = NODE_FW) -> dict:
+    from pruneopt.solvers.deadline import Clock
+
     t0 = time.perf_counter()
-    deadline = None if time_limit is None else t0 + float(time_limit)
+    deadline = Clock(time_limit).deadline  # the solve's clock: started when solve was called
     P = problem
     p = P.num_items
     secs = {"incumbent": 0.0, "root": 0.0, "polish": 0.0, "tree": 0.0, "minorant": 0.0}

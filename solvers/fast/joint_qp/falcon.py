@@ -102,10 +102,14 @@ def falcon_qp(problem, *, projection: str = "falcon", max_iter: int = 20,
     """Run FALCON on a ``JointQuadraticProblem``; ``projection`` names the joint ILP solver.
 
     ``callback(iteration, objective)`` is called after each accepted step (progress bars).
+    With ``time_limit`` (or inside a solve with one: :class:`~pruneopt.solvers.deadline.Clock`)
+    the clock is checked before every projection after the first (the start, magnitude and
+    its backsolve, is always computed); ``stopped`` is then ``"time_limit"``.
     """
+    from pruneopt.solvers.deadline import Clock
     from pruneopt.solvers.registry import solve
 
-    start = time.perf_counter()
+    clock = Clock(time_limit)
     X, w_bar, lam, a, blocks = (problem.X, problem.w_bar, problem.ridge, problem.linear,
                                 problem.block_ptr)
     run = FalconRun(w=np.zeros_like(w_bar), objective=math.nan)
@@ -134,13 +138,19 @@ def falcon_qp(problem, *, projection: str = "falcon", max_iter: int = 20,
     run.stopped = "max_iter"
     scale = 1.0
     for it in range(max_iter):
-        if time_limit is not None and time.perf_counter() - start > time_limit:
+        if clock.expired():
             run.stopped = "time_limit"
             break
         grad = quadratic_gradient(X, w_bar, lam, a, w, blocks)
         best, scale = _line_search(w, grad, run.step, scale, support, project, backsolve,
-                                   max_trials)
+                                   max_trials, clock.expired)
         run.iterations = it + 1
+        if clock.expired():
+            run.stopped = "time_limit"
+            if best is not None and best[2] < q:
+                support, w, q = best
+                run.objectives.append(q)
+            break
         if best is None or best[2] >= q - tol * max(1.0, abs(q)):
             run.stopped = "fixed point" if best is None else "no descent"
             break
@@ -153,7 +163,8 @@ def falcon_qp(problem, *, projection: str = "falcon", max_iter: int = 20,
     return run
 
 
-def _line_search(w, grad, step, scale, support, project, backsolve, max_trials):
+def _line_search(w, grad, step, scale, support, project, backsolve, max_trials,
+                 expired=lambda: False):
     """Best backsolved candidate along the projected-gradient path w − (scale/L)·∇Q(w).
 
     1/L guarantees descent but, with L the top eigenvalue of a Fisher of rank n ≪ p, it is far
@@ -161,16 +172,19 @@ def _line_search(w, grad, step, scale, support, project, backsolve, max_trials):
     overshoot (CHITA's code line-searches for the same reason). So the search first brackets
     the shortest support-changing step (scales ×BRACKET from ``scale``), then walks up from
     there by ×REFINE while the backsolved objective keeps improving, for at most
-    ``max_trials`` candidates. Returns ((z, w, Q) or None, the bracket's lower scale).
+    ``max_trials`` candidates. Returns ((z, w, Q) or None, the bracket's lower scale). Once
+    ``expired()`` holds, no further projection is made: the best candidate so far is returned.
     """
     def moved(sc):
         z = project(w - (sc * step) * grad)
         return None if np.array_equal(z, support) else z
 
     lo, z = scale, moved(scale)
-    if z is not None and scale > 1.0:  # the previous bracket is too long now: restart at 1/L
+    if z is not None and scale > 1.0 and not expired():  # the bracket is too long now: 1/L
         lo, z = 1.0, moved(1.0)
     while z is None and lo < MAX_SCALE:
+        if expired():
+            return None, scale
         lo *= BRACKET
         z = moved(lo)
     if z is None:
@@ -178,7 +192,7 @@ def _line_search(w, grad, step, scale, support, project, backsolve, max_trials):
     lo /= BRACKET  # the last scale that kept the support
     best = None
     sc, trials = lo, 0
-    while trials < max_trials and sc < MAX_SCALE:
+    while trials < max_trials and sc < MAX_SCALE and not expired():
         sc *= REFINE
         z = moved(sc)
         trials += 1
