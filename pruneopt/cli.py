@@ -239,7 +239,7 @@ def cmd_report(args) -> int:
 
     paths = build_report(args.out, quick=args.quick, seed=args.seed,
                          progress=not args.no_progress, config=args.config, resume=args.resume,
-                         workers=args.workers)
+                         workers=args.workers, time_limit=args.time_limit)
     for key, path in paths.items():
         print(f"{key}: {path}")
     return 0
@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decision", action="append", metavar="NAME=FILE.npy",
                    help="a decision made elsewhere (e.g. a pruning method's keep vector, "
                         "written by `pruneopt prune --out`) to cross-check beside the solvers")
-    p.add_argument("--time-limit", type=positive_float, default=None)
+    p.add_argument("--time-limit", type=positive_float, default=None,
+                   help="seconds per solver (each solver runs under its own limit)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", metavar="OUT")
@@ -337,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes (default: min(2, CPUs))")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-limit", type=positive_float, default=None,
+                   help="seconds per solver run, in every study (default: each study's own)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_report)
 
