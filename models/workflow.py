@@ -81,18 +81,41 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
     return dims  # type: ignore[return-value]
 
 
+def _import_user_module(module_name: str):
+    """Import a user's module, finding it in the current directory too (as ``python -m`` does),
+    and torchvision through :func:`~pruneopt.models.vision.import_torchvision`."""
+    if module_name == "torchvision" or module_name.startswith("torchvision."):
+        from pruneopt.models.vision import import_torchvision
+
+        import_torchvision()
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"model: cannot import module '{module_name}': {exc}") from None
+    except Exception as exc:  # the module itself raises at import
+        raise ValueError(f"model: importing '{module_name}' raised {type(exc).__name__}: "
+                         f"{exc}") from None
+    finally:
+        if added and sys.path and sys.path[0] == cwd:
+            sys.path.pop(0)
+
+
 def _from_callable(spec: str) -> nn.Module:
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name:
         raise ValueError(f"model: expected module:function, got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"model: cannot import module '{module_name}': {exc}") from None
+    module = _import_user_module(module_name)
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ValueError(f"model: '{module_name}' has no callable '{func_name}'")
-    model = func()
+    try:
+        model = func()
+    except Exception as exc:
+        raise ValueError(f"model: {spec} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: {spec} returned {type(model).__name__}, not an nn.Module")
     return model
