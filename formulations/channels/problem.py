@@ -417,7 +417,8 @@ class ChannelProblem:
         return ChannelProblem(**fields)
 
     # ----------------------------------------------------------------------------- declarations
-    def to_pyomo(self, form: str = "layered", score_scale: float = 1.0, cost_unit: float = 1.0):
+    def to_pyomo(self, form: str = "layered", score_scale: float = 1.0, cost_unit: float = 1.0,
+                 bounds=None):
         """The program as a Pyomo ``ConcreteModel`` that reads like the math.
 
         ``form="layered"`` is P1 (one-hot counts y_{g,k}, edge variables e per coupled pair);
@@ -430,7 +431,10 @@ class ChannelProblem:
         if form == "layered":
             return build_layered(self, score_scale=score_scale, cost_unit=cost_unit)
         if form == "mccormick":
-            return build_mccormick(self, score_scale=score_scale, cost_unit=cost_unit)
+            return build_mccormick(self, score_scale=score_scale, cost_unit=cost_unit,
+                                   bounds=bounds)
+        if bounds is not None:
+            raise ValueError("bounds: count windows are declared in the McCormick form only")
         raise ValueError(f"form: must be 'layered' or 'mccormick', got {form!r}")
 
     def to_cpsat(self, score_scale: float | None = None, value_cap: float | None = None):

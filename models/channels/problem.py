@@ -79,6 +79,10 @@ def channel_problem(model: nn.Module, example_input: torch.Tensor, scores_per_gr
         scores_per_group = scores_per_group(graph)
     if graph.num_groups == 0:
         raise ValueError("model: has no Conv2d or Linear output channels to select")
+    if not graph.prunable.any():
+        why = sorted({r for r in graph.fixed_reason if r})
+        raise ValueError("model: has no prunable channel group (every group must keep all its "
+                         f"channels: {'; '.join(why[:3])}{' ...' if len(why) > 3 else ''})")
     scores = group_scores(graph, scores_per_group)
     G, n = graph.num_groups, graph.sizes
     mk = np.asarray(min_keep)

@@ -7,7 +7,8 @@
 | cpsat                 | exact     | CP-SAT on integer counts, integerised values          |
 | pyomo-scip            | exact     | P1 (or P1′, ``form=``) through SCIP ([scip] extra)    |
 | dp                    | exact     | budgeted Pareto DP along a chain (chains only)        |
-| exact                 | exact     | dp on a chain, else P1 on HiGHS, seeded by ``fast``   |
+| exact                 | exact     | dp on a chain; count windows + branch and bound on the |
+|                       |           | Lagrangian box bound; P1′ on HiGHS in the windows     |
 | fast                  | fast      | Lagrangian relaxation, count DPs: certified bound     |
 | uniform               | heuristic | one keep ratio for every group, largest that fits     |
 | global-threshold      | heuristic | one threshold on mean-normalised scores (Torch-Pruning) |
@@ -166,11 +167,12 @@ def _finish(problem, *, solver, k, bound, status, message, backend, version, opt
 
 # ------------------------------------------------------------------------------- Pyomo backends
 def run_declared(problem, *, form: str, backend: str, score_scale: float, cost_unit: float,
-                 time_limit=None, threads=None, seed=0) -> dict:
+                 time_limit=None, threads=None, seed=0, bounds=None) -> dict:
     """Declare P1 / P1′ in Pyomo and solve it (picklable inputs: usable in a worker)."""
     from pruneopt.formulations.channels.pyomo_model import counts_from_layered, counts_from_mccormick
 
-    model = problem.to_pyomo(form=form, score_scale=score_scale, cost_unit=cost_unit)
+    model = problem.to_pyomo(form=form, score_scale=score_scale, cost_unit=cost_unit,
+                             bounds=bounds)
     if backend == "highs":
         raw = _solve_highs(model, time_limit=time_limit, threads=threads, seed=seed)
     else:
@@ -249,7 +251,7 @@ def layered_size(problem) -> int:
 
 
 def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None, seed=0,
-               score_scale=None, lagrangian=None):
+               score_scale=None, lagrangian=None, bounds=None, outside=-math.inf):
     from pruneopt.solvers.backends import pyomo_runner
     from pruneopt.solvers.joint.highs_arrays import highs_version
 
@@ -269,8 +271,8 @@ def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None,
     unit = cost_divisor(problem)
     opts.update(score_scale=sigma, cost_unit=unit)
     kwargs = dict(problem=problem, form=form, backend=backend, score_scale=sigma, cost_unit=unit,
-                  time_limit=time_limit, threads=threads, seed=seed)
-    nvars = layered_size(problem)
+                  time_limit=time_limit, threads=threads, seed=seed, bounds=bounds)
+    nvars = layered_size(problem) if form == "layered" else mccormick_size(problem, bounds)
     if time_limit is not None and nvars > GUARD_VARIABLES:
         from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
 
@@ -288,13 +290,24 @@ def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None,
             raw = run_declared(**dict(kwargs, score_scale=alt))
             raw["message"] += f" (after {first} at score_scale {sigma:.6g}; retried at {alt:.6g})"
             opts["score_scale"] = alt
+    if raw["status"] == "infeasible" and bounds is not None:
+        # no feasible count vector in the windows: nothing beats the incumbent (≤ outside)
+        raw = {"k": seed_res.k, "bound": outside, "status": "optimal",
+               "message": raw["message"] + "; no feasible counts in the windows: the incumbent "
+                          "is optimal"}
     if raw["status"] == "infeasible":
         return finalize(problem, solver=solver, x=None, bound=-math.inf,
                         backend_status="infeasible", backend=solver, backend_version=version,
                         options=opts, message=raw["message"])
-    return _finish(problem, solver=solver, k=raw["k"], bound=raw["bound"], status=raw["status"],
+    bound = raw["bound"]
+    if bounds is not None:
+        # the MILP's bound covers the count windows; every count outside is ≤ ``outside``
+        bound = max(bound, outside)
+        opts["windows"] = True
+    return _finish(problem, solver=solver, k=raw["k"], bound=bound, status=raw["status"],
                    message=raw["message"], backend=solver, version=version, options=opts,
-                   seed=seed_res, info={"layered_variables": nvars})
+                   seed=seed_res, info={"layered_variables" if form == "layered"
+                                        else "mccormick_binaries": nvars})
 
 
 def _run_pyomo_highs(problem, *, time_limit=None, threads=None, seed=0, score_scale=None):
@@ -405,17 +418,89 @@ def _run_dp(problem, *, time_limit=None, max_labels=20_000_000, lagrangian=None)
                     backend_version=_numpy_version(), options=opts, message=msg, info=info)
 
 
-def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
+def mccormick_size(problem, bounds=None) -> int:
+    """Number of binaries and products of P1′ (over the count windows when given)."""
+    n = problem.group_sizes if bounds is None else np.asarray(bounds[1]) - np.asarray(bounds[0])
+    bits = np.array([max(int(v).bit_length(), 0 if bounds is not None else 1) for v in n])
+    pairs = problem.pairs
+    prod_bits = np.minimum(bits[pairs[:, 0]], bits[pairs[:, 1]]).sum() if pairs.size else 0
+    return int(bits.sum() + prod_bits + bits[problem.self_coef > 0].sum())
+
+
+def _windows_and_search(problem, lag, el, *, deadline):
+    """Count windows around the Lagrangian bound, then branch and bound inside them, repeated
+    while the incumbent improves (:mod:`pruneopt.solvers.fast.channels.windows`).
+
+    Returns ``(k, value, proven, lo, hi, threshold, info)``: every feasible k outside the final
+    windows [lo, hi] has value ≤ ``threshold`` (≤ value)."""
     import time
 
-    from pruneopt.solvers.fast.channels.dp import chain_order
-    from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
+    from pruneopt.solvers.fast.channels.windows import box_search, count_windows
+
+    mu = lag.info.get("bound_mu")
+    if mu is None or not math.isfinite(mu):
+        mu = lag.mu
+    k, value = lag.k.copy(), float(lag.value)
+    info = {"window_rounds": 0, "window_evaluations": 0, "bnb_nodes": 0, "bnb_evaluations": 0}
+    lo = hi = None
+    for _ in range(6):
+        threshold = value
+        w = count_windows(problem, el, mu, threshold, lo=lo, hi=hi, deadline=deadline)
+        info["window_rounds"] += w.rounds
+        info["window_evaluations"] += w.evaluations
+        lo, hi = w.lo, w.hi
+        width = (hi - lo + 1).astype(np.float64)
+        info["window_log10_combinations"] = float(np.log10(width).sum())
+        info["window_widths"] = [int(v) for v in (hi - lo + 1)]
+        if w.empty:
+            return k, value, True, lo, hi, threshold, info
+        if not w.complete:
+            return k, value, False, lo, hi, threshold, info
+        left = deadline - time.perf_counter()
+        r = box_search(problem, el, mu, lo, hi, incumbent_k=k, incumbent_value=value,
+                       deadline=time.perf_counter() + max(min(0.2 * left, 20.0), 1e-3),
+                       max_nodes=3_000)
+        info["bnb_nodes"] += r.nodes
+        info["bnb_evaluations"] += r.evaluations
+        improved = r.k is not None and r.value > value
+        if improved:
+            k, value = r.k.copy(), float(r.value)
+        if r.proven:
+            return k, value, True, lo, hi, threshold, info
+        if not improved or time.perf_counter() > deadline:
+            break
+    return k, value, False, lo, hi, threshold, info
+
+
+def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
+    """Exact channel selection (see the module docstring's table):
+
+    1. the fast Lagrangian (incumbent, certified bound, best multiplier μ*); proven when its
+       bound meets its value;
+    2. on a chain, the Pareto DP;
+    3. when the count DP is exact (no cut edge, no collapsible block): count windows — every
+       count outside them is refuted by the Lagrangian bound of the box beside it — and a
+       depth-first branch and bound over the counts inside, with the Lagrangian box bound at
+       each node (numpy, float64 margins); repeated while the incumbent improves;
+    4. what is still open goes to P1′ (McCormick) on HiGHS at zero gap over the windows only
+       (or P1 / P1′ over all counts when step 3 did not apply), seeded and challenged as every
+       MILP answer is. Its bound covers the windows; the windows' threshold covers the rest.
+    """
+    import time
+
+    from pruneopt.solvers.fast.channels.dp import CountElimination, chain_order
+    from pruneopt.solvers.fast.channels.lagrangian import is_infeasible, lagrangian_channels
 
     start = time.perf_counter()
     opts = {"time_limit": time_limit, "threads": threads, "seed": seed}
     if is_infeasible(problem):
         return _infeasible(problem, "exact", "numpy", _numpy_version(), opts)
-    lag = _seed(problem, time_limit=time_limit)
+    el = None
+    try:
+        el = CountElimination(problem)
+        lag = lagrangian_channels(problem, time_limit=time_limit, elimination=el)
+    except ValueError:
+        lag = _seed(problem, time_limit=time_limit)
 
     def left():
         return None if time_limit is None else max(time_limit - (time.perf_counter() - start),
@@ -437,9 +522,36 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
         r = _run_dp(problem, time_limit=left(), lagrangian=lag)
         if r.proven_optimal or r.status == "infeasible":
             return relabel(r, "dp")
-    r = _run_pyomo(problem, solver="exact", form="layered", backend="highs", time_limit=left(),
-                   threads=threads, seed=seed, lagrangian=lag)
-    return relabel(r, "pyomo-highs")
+    bounds, threshold, winfo = None, -math.inf, {}
+    if el is not None and not el.cuts and not problem.num_blocks and lag.k is not None:
+        deadline = (time.perf_counter() + 0.6 * left()) if time_limit is not None else math.inf
+        k, value, proven, lo, hi, threshold, winfo = _windows_and_search(problem, lag, el,
+                                                                         deadline=deadline)
+        if proven:
+            x = problem.selection_from_counts(k)
+            r = finalize(problem, solver="exact", x=x, bound=value, backend_status="optimal",
+                         backend="numpy", backend_version=_numpy_version(), options=opts,
+                         message=(f"count windows ({winfo['window_evaluations']} box bounds) "
+                                  f"and branch and bound ({winfo['bnb_nodes']} nodes) over "
+                                  "10^%.1f count vectors" % winfo["window_log10_combinations"]),
+                         info={**lag.info, **winfo})
+            if r.proven_optimal:
+                return relabel(r, "windows")
+        if k is not None and problem.value_of_counts(k) > lag.value:
+            from pruneopt.solvers.fast.channels.lagrangian import LagrangianResult
+
+            lag = LagrangianResult("feasible", k, float(problem.value_of_counts(k)), lag.bound,
+                                   lag.mu, lag.info)
+        bounds = (lo, hi)
+    form = "layered" if bounds is None and layered_size(problem) <= GUARD_VARIABLES else \
+        "mccormick"
+    r = _run_pyomo(problem, solver="exact", form=form, backend="highs", time_limit=left(),
+                   threads=threads, seed=seed, lagrangian=lag, bounds=bounds,
+                   outside=threshold)
+    if winfo:
+        r = r.replace(info={**(r.info or {}), **winfo})
+    return relabel(r, f"pyomo-highs ({'P1' if form == 'layered' else 'P1′'}"
+                      f"{' in count windows' if bounds is not None else ''})")
 
 
 # ------------------------------------------------------------------------------- fast, baselines
