@@ -62,11 +62,18 @@ def _flop_row(flops, m) -> pyo.Constraint:
     return pyo.Constraint(expr=flops <= m.F, doc="FLOPs(k) ≤ F")
 
 
-def build_layered(problem, score_scale: float = 1.0, cost_unit: float = 1.0) -> pyo.ConcreteModel:
-    """P1: the layered-graph MILP (see the module docstring)."""
+def build_layered(problem, score_scale: float = 1.0, cost_unit: float = 1.0,
+                  bounds=None) -> pyo.ConcreteModel:
+    """P1: the layered-graph MILP (see the module docstring). ``bounds = (lo, hi)``: count
+    windows, only the counts lo_g..hi_g are declared (a problem without collapsible blocks)."""
     _check(score_scale, cost_unit)
     G = problem.num_groups
     allowed = {g: problem.allowed_counts(g).tolist() for g in range(G)}
+    if bounds is not None:
+        if problem.num_blocks:
+            raise ValueError("bounds: count windows need a problem without collapsible blocks")
+        allowed = {g: [k for k in ks if int(bounds[0][g]) <= k <= int(bounds[1][g])]
+                   for g, ks in allowed.items()}
     V = {g: (problem.value_table(g) * score_scale).tolist() for g in range(G)}
     b = (problem.linear_coef / cost_unit).tolist()
     aself = (problem.self_coef / cost_unit).tolist()
@@ -250,14 +257,12 @@ def build_mccormick(problem, score_scale: float = 1.0, cost_unit: float = 1.0,
 def counts_from_layered(model, problem) -> np.ndarray:
     """k_g read from a solved layered model (the count with the largest y[g,·])."""
     k = np.zeros(problem.num_groups, dtype=np.int64)
-    for g in range(problem.num_groups):
-        best, arg = -1.0, 0
-        for c in problem.allowed_counts(g).tolist():
-            val = model.y[g, c].value
-            val = -1.0 if val is None else float(val)
-            if val > best:
-                best, arg = val, c
-        k[g] = arg
+    best = np.full(problem.num_groups, -2.0)
+    for g, c in model.GK:  # the declared counts (all allowed ones, or the windows)
+        val = model.y[g, c].value
+        val = -1.0 if val is None else float(val)
+        if val > best[g]:
+            best[g], k[g] = val, c
     return k
 
 

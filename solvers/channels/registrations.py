@@ -48,6 +48,10 @@ HIGHS_TOLERANCES = {"mip_feasibility_tolerance": 1e-9}
 # With a time limit, Pyomo models with more variables than this run in a worker ended at the
 # limit (+ grace): HiGHS can overrun its own limit (DESIGN §7).
 GUARD_VARIABLES = 20_000
+# exact: P1 (layered) when it has at most this many variables, else P1′ (McCormick)
+LAYERED_MAX = 200_000
+# exact: the numpy branch and bound runs inside windows of at most 10^this many count vectors
+BNB_MAX_LOG10 = 4.0
 MAX_SCALED = 1e10
 
 
@@ -243,9 +247,13 @@ def _solve_scip(model, *, time_limit=None, seed=0) -> dict:
             "message": f"SCIP: {tc}"}
 
 
-def layered_size(problem) -> int:
-    """Number of variables of P1 (one-hot counts and edge variables)."""
-    sizes = np.array([problem.allowed_counts(g).size for g in range(problem.num_groups)])
+def layered_size(problem, bounds=None) -> int:
+    """Number of variables of P1 (one-hot counts and edge variables), over the count windows
+    when given."""
+    if bounds is not None:
+        sizes = np.asarray(bounds[1]) - np.asarray(bounds[0]) + 1
+    else:
+        sizes = np.array([problem.allowed_counts(g).size for g in range(problem.num_groups)])
     pairs = problem.pairs
     return int(sizes.sum() + (sizes[pairs[:, 0]] * sizes[pairs[:, 1]]).sum())
 
@@ -272,7 +280,8 @@ def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None,
     opts.update(score_scale=sigma, cost_unit=unit)
     kwargs = dict(problem=problem, form=form, backend=backend, score_scale=sigma, cost_unit=unit,
                   time_limit=time_limit, threads=threads, seed=seed, bounds=bounds)
-    nvars = layered_size(problem) if form == "layered" else mccormick_size(problem, bounds)
+    nvars = layered_size(problem, bounds) if form == "layered" else mccormick_size(problem,
+                                                                                      bounds)
     if time_limit is not None and nvars > GUARD_VARIABLES:
         from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
 
@@ -454,7 +463,8 @@ def _windows_and_search(problem, lag, el, *, deadline):
         info["window_widths"] = [int(v) for v in (hi - lo + 1)]
         if w.empty:
             return k, value, True, lo, hi, threshold, info
-        if not w.complete:
+        if not w.complete or info["window_log10_combinations"] > BNB_MAX_LOG10:
+            # many count vectors left: the MILP over the windows (P1) closes these faster
             return k, value, False, lo, hi, threshold, info
         left = deadline - time.perf_counter()
         r = box_search(problem, el, mu, lo, hi, incumbent_k=k, incumbent_value=value,
@@ -543,8 +553,9 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
             lag = LagrangianResult("feasible", k, float(problem.value_of_counts(k)), lag.bound,
                                    lag.mu, lag.info)
         bounds = (lo, hi)
-    form = "layered" if bounds is None and layered_size(problem) <= GUARD_VARIABLES else \
-        "mccormick"
+    # P1 is the tighter model (the convex hull of each coupled pair's counts): used whenever
+    # its size is moderate (over the windows it usually is), P1′ otherwise
+    form = "layered" if layered_size(problem, bounds) <= LAYERED_MAX else "mccormick"
     r = _run_pyomo(problem, solver="exact", form=form, backend="highs", time_limit=left(),
                    threads=threads, seed=seed, lagrangian=lag, bounds=bounds,
                    outside=threshold)
