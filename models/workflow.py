@@ -45,6 +45,8 @@ from pruneopt.models.digits import DIGITS_MODELS, evaluate_accuracy, load_digits
 from pruneopt.models.pruning import PruneSettings, check_budgets, prune_network
 
 CHECKPOINT_FORMAT = "pruneopt-checkpoint-v1"
+# torchvision.models:NAME without --input-shape: ImageNet's (ViTs are built for 224 × 224)
+TORCHVISION_INPUT_SHAPE = (3, 224, 224)
 SYNTHETIC_EVAL = 512
 # Per-sample gradients are n × p float64; refuse before allocating more than this.
 MAX_GRADIENT_BYTES = 8 * 2**30
@@ -139,6 +141,8 @@ def resolve_model(spec: str, *, input_shape: tuple[int, int, int] | None = None,
     if os.path.exists(spec):
         return _load_checkpoint(spec, input_shape, seed)
     if ":" in spec:
+        if input_shape is None and spec.startswith("torchvision."):
+            input_shape = TORCHVISION_INPUT_SHAPE  # what torchvision's builders are sized for
         if input_shape is None:
             raise ValueError("input_shape: --input-shape C,H,W is required with module:function")
         return ResolvedModel(_from_callable(spec), spec, input_shape)

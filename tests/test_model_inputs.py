@@ -30,6 +30,7 @@ def test_module_function_found_in_the_current_directory(tmp_path, monkeypatch):
 def test_torchvision_spec_resolves():
     resolved = resolve_model("torchvision.models:squeezenet1_0", input_shape=(3, 32, 32))
     assert type(resolved.model).__name__ == "SqueezeNet"
+    assert resolve_model("torchvision.models:squeezenet1_0").input_shape == (3, 224, 224)
 
 
 def test_nothing_prunable_is_a_clear_error():
