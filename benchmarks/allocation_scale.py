@@ -33,6 +33,7 @@ import sys
 import time
 
 import numpy as np
+from harness import logger
 
 import pruneopt
 from pruneopt.formulations.allocation.generate import generate_allocation
@@ -41,8 +42,7 @@ EXACT_TARGET_S = 1.0
 TRUE_GAP_TARGET = 0.005
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logger()
 
 
 def timed(problem, name: str, repeats: int):

@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
 
-import numpy as np
+from harness import environment, jsonable, loadavg, logger, rel_diff
 
 EXACT_NETWORKS = ("resnet20", "resnet56")
 EXACT_BUDGETS = (0.3, 0.5)
@@ -47,57 +45,10 @@ FAST_BUDGETS = (0.3, 0.5, 0.7)
 FAST_DISTS = ("kaiming", "lognormal", "exponential")
 TARGET_EXACT_S = 60.0
 TARGET_FAST_S = 2.0
+PACKAGES = ("pruneopt", "numpy", "highspy", "pyomo", "ortools")
 
 
-def log(msg: str) -> None:
-    print(f"[channels_scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    return value
-
-
-def environment() -> dict:
-    from importlib import metadata
-
-    env = {"python": sys.version.split()[0], "platform": platform.platform(),
-           "cpu_count": os.cpu_count()}
-    for dist in ("pruneopt", "numpy", "highspy", "pyomo", "ortools"):
-        try:
-            env[dist.lower()] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            env[dist.lower()] = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            env["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in fh
-                                     if ln.startswith("model name")), None)
-    except OSError:
-        env["cpu_model"] = None
-    return env
-
-
-def rel_gap(bound: float, value: float) -> float:
-    return abs(bound - value) / max(abs(bound), abs(value), 1e-300)
-
-
-def loadavg():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
+log = logger("channels_scale")
 
 
 # --------------------------------------------------------------------------------------- parts
@@ -130,7 +81,7 @@ def run_exact(quick: bool, seed: int, time_limit: float) -> list[dict]:
                     o = pruneopt.solve(p, name)
                     others[name] = {"seconds": o.seconds, "objective": o.objective,
                                     "bound": o.bound,
-                                    "value_gap_to_optimum": (rel_gap(r.objective, o.objective)
+                                    "value_gap_to_optimum": (rel_diff(r.objective, o.objective)
                                                              if r.proven_optimal else None),
                                     "flops_used": o.usage.get("flops")}
                 row["others"] = others
@@ -160,7 +111,7 @@ def run_fast(quick: bool, seed: int, repeats: int) -> list[dict]:
         for name in ("uniform", "global-threshold"):
             o = pruneopt.solve(p, name)
             base[name] = {"seconds": o.seconds, "objective": o.objective,
-                          "certified_gap": rel_gap(r.bound, o.objective)}
+                          "certified_gap": rel_diff(r.bound, o.objective)}
         rows.append({"network": "resnet50", "dist": dist, "keep_flops": kf,
                      "collapse": collapse, "groups": p.num_groups, "channels": p.num_channels,
                      "dense_macs": p.dense_flops, "median_s": statistics.median(times),
@@ -213,7 +164,7 @@ def main(argv=None) -> int:
     exact = run_exact(args.quick, args.seed, args.exact_time_limit)
     fast = run_fast(args.quick, args.seed, 1 if args.quick else args.repeats)
     result = {"benchmark": "channels_scale", "quick": args.quick, "seed": args.seed,
-              "environment": environment(), "exact": exact, "fast": fast,
+              "environment": environment(PACKAGES), "exact": exact, "fast": fast,
               "summary": summary(exact, fast),
               "total_seconds": time.perf_counter() - start}
     text = json.dumps(jsonable(result), indent=None if args.json else 2, allow_nan=False)

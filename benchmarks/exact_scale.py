@@ -26,11 +26,10 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
-import tracemalloc
 
 import numpy as np
+from harness import loadavg, logger, traced_peak
 
 import pruneopt
 from pruneopt.formulations.joint.generate import generate_joint
@@ -41,15 +40,7 @@ TARGET_RATIO = 5.0
 TARGET_MEMORY = 3.0
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def loadavg():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
+log = logger()
 
 
 def summary(r, wall: float) -> dict:
@@ -85,15 +76,7 @@ def time_exact_vs_sort(problem, repeats: int) -> dict:
 
 
 def peak_memory(problem) -> dict:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        r = solve_exact(problem)
-        peak = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
+    r, peak, _ = traced_peak(lambda: solve_exact(problem))
     ratio = peak / problem.scores.nbytes
     return {"peak_extra_bytes": peak, "scores_nbytes": int(problem.scores.nbytes),
             "peak_extra_ratio": ratio, "pass": ratio <= TARGET_MEMORY,

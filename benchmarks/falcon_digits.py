@@ -26,7 +26,7 @@ METHODS = ["magnitude", "chita", "woodfisher", "falcon", "falcon++"]
 
 def accuracy_table(models, pairs, methods, stages, seeds):
     from pruneopt.models.pruning import PruneSettings
-    from pruneopt.models.workflow import run_prune
+    from pruneopt.models.workflows.prune import run_prune
 
     rows = []
     for model in models:
@@ -63,7 +63,7 @@ def summarise(rows):
 
 def resnet20_timing():
     from pruneopt.models.pruning import PruneSettings
-    from pruneopt.models.workflow import run_prune
+    from pruneopt.models.workflows.prune import run_prune
 
     t0 = time.perf_counter()
     _, rec = run_prune("resnet20", PruneSettings(method="falcon", keep_flops=0.6, keep_nnz=0.6),

@@ -27,7 +27,7 @@ def falcon_at(model_name: str, keep: float, epochs: int, seed: int) -> dict:
     from pruneopt.models.digits import evaluate_accuracy
     from pruneopt.models.finetune import fine_tune
     from pruneopt.models.pruning import PruneSettings
-    from pruneopt.models.workflow import run_prune
+    from pruneopt.models.workflows.prune import run_prune
 
     settings = PruneSettings(method="falcon", keep_flops=keep, seed=seed)
     resolved, rec = run_prune(model_name, settings)
@@ -53,7 +53,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from pruneopt.models.structured_workflow import StructuredSettings, run_structured
+    from pruneopt.models.workflows.structured import StructuredSettings, run_structured
 
     runs = [("autobot", f, None) for f in (0.3, 0.5, 0.7)]
     runs += [("relaxation", f, None) for f in (0.3, 0.5, 0.7)]

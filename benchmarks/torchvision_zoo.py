@@ -56,7 +56,7 @@ def _falcon(name, shape, max_weights):
     from pruneopt.models.costs import prunable_layers, total_weights
     from pruneopt.models.pruning import PruneSettings
     from pruneopt.models.vision import torchvision_model
-    from pruneopt.models.workflow import run_prune
+    from pruneopt.models.workflows.prune import run_prune
 
     model = torchvision_model(name, input_shape=shape)
     p = total_weights(prunable_layers(model, torch.zeros(1, *shape)))

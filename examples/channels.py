@@ -47,10 +47,6 @@ The last line is machine-readable: ``RESULT {json}``.
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import re
 
 import numpy as np
 import pyomo.environ as pyo
@@ -62,6 +58,8 @@ from pruneopt.models.channels import build_channel_graph, channel_problem
 from pruneopt.models.channel_importance import channel_scores
 from pruneopt.models.costs import flop_counter_macs
 from pruneopt.models.shrink import shrink_model
+
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 KEEP_FLOPS = 0.3
 
@@ -108,46 +106,10 @@ def brute_force(problem):
     return float(value[best]), Z[best], int(ok.sum())
 
 
-def declared_model_text(model, max_rows: int = 6, max_width: int = 200) -> str:
-    """``model.pprint()`` with long tables and long expressions trimmed."""
-    buf = io.StringIO()
-    model.pprint(ostream=buf)
-    out, run = [], []
-    row = re.compile(r"^\s{8,}\S.* : ")  # a row of a component's table
-
-    def flush():
-        if len(run) > max_rows:
-            out.extend(run[: max_rows - 2])
-            out.append(f"{run[0][:len(run[0]) - len(run[0].lstrip())]}... "
-                       f"({len(run) - (max_rows - 1)} more rows) ...")
-            out.append(run[-1])
-        else:
-            out.extend(run)
-        run.clear()
-
-    for line in buf.getvalue().splitlines():
-        if len(line) > max_width:
-            line = line[: max_width - 5] + " ..."
-        if row.match(line) and "Key" not in line:
-            run.append(line)
-        else:
-            flush()
-            out.append(line)
-    flush()
-    return "\n".join(out)
-
-
-def sense_gap(sense: str, reference: float, value: float) -> float:
-    """How much worse ``value`` is than ``reference``, relative to |reference| (≥ 0)."""
-    diff = reference - value if sense == "maximize" else value - reference
-    return diff / abs(reference) if reference != 0 else (0.0 if diff == 0 else float("inf"))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0, help="torch.manual_seed of the init")
-    ap.add_argument("--quiet", action="store_true", help="skip the declared model")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv)
 
     torch.set_num_threads(1)
     model, x, graph, problem = build(args.seed)
@@ -200,30 +162,18 @@ def main(argv=None) -> int:
           f"{bf_value:>10.4f} {'True':>6} {'':>8}  {problem.counts(bf_z).tolist()}"
           f"  ({n_feasible} of {2**problem.num_channels} keep vectors feasible)")
 
-    exact, fast = runs["pyomo-highs"], runs["fast"]
+    exact = runs["pyomo-highs"]
     predicted = problem.flops_of_counts(problem.counts(exact.x))
     shrunk = shrink_model(model, graph, exact.x, example_input=x)
     measured = flop_counter_macs(shrunk, x)
     print(f"\nshrunk model (exact answer): FlopCounterMode/2 = {measured} MACs, "
           f"predicted FLOPs(k) = {predicted:.0f}, budget {problem.flop_budget:.1f}")
-    gap = sense_gap(problem.sense, exact.objective, fast.objective)
-    print(f"gap fast vs exact     (exact - fast)/|exact|            = {gap:.3e}")
-    print(f"certified gap of fast (bound - fast)/max(|bound|,|fast|) = {fast.gap:.3e}"
-          f"   (bound {fast.bound:.4f}: the Lagrangian dual value)")
-    agree = abs(exact.objective - bf_value) <= 1e-9 * max(1.0, abs(bf_value))
-    print(f"exact == brute force: {agree}")
 
-    result = {
-        "script": "channels", "formulation": problem.kind, "sense": problem.sense,
-        "seed": args.seed, "exact_solver": "pyomo-highs", "exact": exact.objective,
-        "exact_bound": exact.bound, "exact_proven": exact.proven_optimal,
-        "exact_other": runs["exact"].objective, "fast_solver": "fast",
-        "fast": fast.objective, "fast_bound": fast.bound, "bruteforce": bf_value,
-        "gap": gap, "certified_gap": fast.gap, "constraints": constraints,
-        "macs_measured": int(measured), "macs_predicted": predicted,
-    }
-    print("RESULT " + json.dumps(result))
-    return 0
+    return compare_and_finish("channels", problem, args.seed, runs, exact="pyomo-highs",
+                              other="exact", fast="fast", bruteforce=bf_value,
+                              constraints=constraints,
+                              bound_what="the Lagrangian dual value", digits=4,
+                              extra={"macs_measured": int(measured), "macs_predicted": predicted})
 
 
 if __name__ == "__main__":

@@ -51,16 +51,14 @@ by enumerating all 2^12 = 4096 selections in numpy. The last line is machine-rea
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import re
 
 import numpy as np
 import pyomo.environ as pyo
 
 import pruneopt
 from pruneopt import JointBudgetProblem
+
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 # (name, kind, out_channels, in_channels, kernel, input H (=W)); a Linear has kernel 0
 LAYERS = [("conv", "Conv2d", 2, 1, 2, 3), ("fc", "Linear", 2, 2, 0, 1)]
@@ -109,46 +107,10 @@ def brute_force(problem: JointBudgetProblem):
     return float(value[best]), X[best], int(ok.sum())
 
 
-def declared_model_text(model, max_rows: int = 6, max_width: int = 200) -> str:
-    """``model.pprint()`` with long tables and long expressions trimmed."""
-    buf = io.StringIO()
-    model.pprint(ostream=buf)
-    out, run = [], []
-    row = re.compile(r"^\s{8,}\S.* : ")  # a row of a component's table
-
-    def flush():
-        if len(run) > max_rows:
-            out.extend(run[: max_rows - 2])
-            out.append(f"{run[0][:len(run[0]) - len(run[0].lstrip())]}... "
-                       f"({len(run) - (max_rows - 1)} more rows) ...")
-            out.append(run[-1])
-        else:
-            out.extend(run)
-        run.clear()
-
-    for line in buf.getvalue().splitlines():
-        if len(line) > max_width:
-            line = line[: max_width - 5] + " ..."
-        if row.match(line) and "Key" not in line:
-            run.append(line)
-        else:
-            flush()
-            out.append(line)
-    flush()
-    return "\n".join(out)
-
-
-def sense_gap(sense: str, reference: float, value: float) -> float:
-    """How much worse ``value`` is than ``reference``, relative to |reference| (≥ 0)."""
-    diff = reference - value if sense == "maximize" else value - reference
-    return diff / abs(reference) if reference != 0 else (0.0 if diff == 0 else float("inf"))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0, help="seed of the toy weights (default 0)")
-    ap.add_argument("--quiet", action="store_true", help="skip the declared model")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv)
 
     problem, w = build(args.seed)
     ptr, names = problem.group_ptr, problem.names
@@ -188,28 +150,16 @@ def main(argv=None) -> int:
 
     exact, fast = runs["pyomo-highs"], runs["falcon"]
     ev = problem.evaluate(fast.x)
-    gap = sense_gap(problem.sense, exact.objective, fast.objective)
     print(f"\nfalcon keeps items {np.flatnonzero(fast.x).tolist()}: "
           f"{ev.usage['nnz']:.0f} weights, {ev.usage['flops']:.0f} MACs")
     print(f"exact  keeps items {np.flatnonzero(exact.x).tolist()}: "
           f"{problem.evaluate(exact.x).usage['nnz']:.0f} weights, "
           f"{problem.evaluate(exact.x).usage['flops']:.0f} MACs")
-    print(f"gap fast vs exact     (exact - fast)/|exact|            = {gap:.3e}")
-    print(f"certified gap of fast (bound - fast)/max(|bound|,|fast|) = {fast.gap:.3e}"
-          f"   (needs no exact solver: bound {fast.bound:.4f} is falcon's LP dual value)")
-    agree = abs(exact.objective - bf_value) <= 1e-9 * max(1.0, abs(bf_value))
-    print(f"exact == brute force: {agree}")
 
-    result = {
-        "script": "joint_ilp", "formulation": problem.kind, "sense": problem.sense,
-        "seed": args.seed, "exact_solver": "pyomo-highs", "exact": exact.objective,
-        "exact_bound": exact.bound, "exact_proven": exact.proven_optimal,
-        "exact_other": runs["exact"].objective, "fast_solver": "falcon",
-        "fast": fast.objective, "fast_bound": fast.bound, "bruteforce": bf_value,
-        "gap": gap, "certified_gap": fast.gap, "constraints": constraints,
-    }
-    print("RESULT " + json.dumps(result))
-    return 0
+    return compare_and_finish("joint_ilp", problem, args.seed, runs, exact="pyomo-highs",
+                              other="exact", fast="falcon", bruteforce=bf_value,
+                              constraints=constraints,
+                              bound_what="falcon's LP dual value; needs no exact solver", digits=4)
 
 
 if __name__ == "__main__":

@@ -47,16 +47,14 @@ machine-readable: ``RESULT {json}``.
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import re
 
 import numpy as np
 import pyomo.environ as pyo
 
 import pruneopt
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
+
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 N_SAMPLES = 6
 RIDGE = 0.01  # λ
@@ -110,46 +108,10 @@ def brute_force(problem: JointQuadraticProblem):
     return float(best), best_w, int(ok.sum())
 
 
-def declared_model_text(model, max_rows: int = 6, max_width: int = 200) -> str:
-    """``model.pprint()`` with long tables and long expressions trimmed."""
-    buf = io.StringIO()
-    model.pprint(ostream=buf)
-    out, run = [], []
-    row = re.compile(r"^\s{8,}\S.* : ")  # a row of a component's table
-
-    def flush():
-        if len(run) > max_rows:
-            out.extend(run[: max_rows - 2])
-            out.append(f"{run[0][:len(run[0]) - len(run[0].lstrip())]}... "
-                       f"({len(run) - (max_rows - 1)} more rows) ...")
-            out.append(run[-1])
-        else:
-            out.extend(run)
-        run.clear()
-
-    for line in buf.getvalue().splitlines():
-        if len(line) > max_width:
-            line = line[: max_width - 5] + " ..."
-        if row.match(line) and "Key" not in line:
-            run.append(line)
-        else:
-            flush()
-            out.append(line)
-    flush()
-    return "\n".join(out)
-
-
-def sense_gap(sense: str, reference: float, value: float) -> float:
-    """How much worse ``value`` is than ``reference``, relative to |reference| (≥ 0)."""
-    diff = reference - value if sense == "maximize" else value - reference
-    return diff / abs(reference) if reference != 0 else (0.0 if diff == 0 else float("inf"))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0, help="seed of the toy data (default 0)")
-    ap.add_argument("--quiet", action="store_true", help="skip the declared model")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv)
 
     problem = build(args.seed)
     ptr, names, wb = problem.group_ptr, problem.names, problem.w_bar
@@ -191,23 +153,11 @@ def main(argv=None) -> int:
     exact, fast = runs["exact"], runs["falcon"]
     print("\nw (exact) = [" + " ".join(f"{v:+.3f}" for v in exact.x) + "]")
     print("w (fast)  = [" + " ".join(f"{v:+.3f}" for v in fast.x) + "]")
-    gap = sense_gap(problem.sense, exact.objective, fast.objective)
-    print(f"gap fast vs exact     (fast - exact)/|exact|            = {gap:.3e}")
-    print(f"certified gap of fast (fast - bound)/max(|bound|,|fast|) = {fast.gap:.3e}"
-          f"   (bound {fast.bound:.6f}: the separable lower bound, Fisher term dropped)")
-    agree = abs(exact.objective - bf_value) <= 1e-9 * max(1.0, abs(bf_value))
-    print(f"exact == brute force: {agree}")
 
-    result = {
-        "script": "joint_qp", "formulation": problem.kind, "sense": problem.sense,
-        "seed": args.seed, "exact_solver": "exact", "exact": exact.objective,
-        "exact_bound": exact.bound, "exact_proven": exact.proven_optimal,
-        "exact_other": runs["oa-highs"].objective, "fast_solver": "falcon",
-        "fast": fast.objective, "fast_bound": fast.bound, "bruteforce": bf_value,
-        "gap": gap, "certified_gap": fast.gap, "constraints": constraints,
-    }
-    print("RESULT " + json.dumps(result))
-    return 0
+    return compare_and_finish("joint_qp", problem, args.seed, runs, exact="exact",
+                              other="oa-highs", fast="falcon", bruteforce=bf_value,
+                              constraints=constraints,
+                              bound_what="the separable lower bound, Fisher term dropped", digits=6)
 
 
 if __name__ == "__main__":

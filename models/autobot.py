@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.models.channel_gates import channel_group_index, gated, relaxed_macs
 from pruneopt.models.channels import ChannelGraph
 from pruneopt.models.structured_decision import StructuredDecision
@@ -64,24 +65,12 @@ __all__ = ["autobot", "bisect_threshold", "default_tolerance_macs"]
 
 
 # ------------------------------------------------------------------------------------ checks
-def _check_fraction(keep_flops, *, allow_zero: bool = False) -> float:
-    lo = "[0, 1]" if allow_zero else "(0, 1]"
-    if isinstance(keep_flops, bool | np.bool_):
-        raise ValueError(f"keep_flops: must be a fraction of the dense MACs in {lo}, "
-                         f"got {keep_flops!r}")
-    try:
-        x = float(keep_flops)
-    except (TypeError, ValueError):
-        raise ValueError(f"keep_flops: must be a fraction of the dense MACs in {lo}, "
-                         f"got {keep_flops!r}") from None
-    ok = (0.0 <= x <= 1.0) if allow_zero else (0.0 < x <= 1.0)
-    if not math.isfinite(x) or not ok:
-        raise ValueError(f"keep_flops: must be a fraction of the dense MACs in {lo}, "
-                         f"got {keep_flops!r}")
-    return x
+def check_keep_flops(keep_flops, *, allow_zero: bool = False) -> float:
+    return fraction(keep_flops, "keep_flops", low_open=not allow_zero,
+                    what="a fraction of the dense MACs")
 
 
-def _check_data(model: nn.Module, graph: ChannelGraph, X, y) -> None:
+def check_method_data(model: nn.Module, graph: ChannelGraph, X, y) -> None:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: must be an nn.Module, got {type(model).__name__}")
     if not isinstance(graph, ChannelGraph):
@@ -106,13 +95,13 @@ def _check_data(model: nn.Module, graph: ChannelGraph, X, y) -> None:
                              "graph")
 
 
-def _check_int(name: str, value, lo: int) -> int:
+def check_int(name: str, value, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
         raise ValueError(f"{name}: must be an integer >= {lo}, got {value!r}")
     return int(value)
 
 
-def _check_real(name: str, value, *, positive: bool = False) -> float:
+def check_real(name: str, value, *, positive: bool = False) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -130,7 +119,7 @@ def default_tolerance_macs(graph: ChannelGraph) -> float:
 
 
 # ------------------------------------------------------------------------------------ bisection
-def _mask_at(graph: ChannelGraph, lam: np.ndarray, t: float) -> np.ndarray:
+def mask_at(graph: ChannelGraph, lam: np.ndarray, t: float) -> np.ndarray:
     """1[λ > t] with fixed groups whole and an empty prunable group keeping its argmax."""
     keep = lam > t
     fixed = np.repeat(graph.fixed, graph.sizes)
@@ -162,18 +151,18 @@ def bisect_threshold(graph: ChannelGraph, lam, target_macs: float, *,
     if lam.shape != (graph.num_channels,) or not np.all(np.isfinite(lam)):
         raise ValueError(f"lam: must be {graph.num_channels} finite gate values, got shape "
                          f"{lam.shape}")
-    T = _check_real("target_macs", target_macs)
+    T = check_real("target_macs", target_macs)
     tol = default_tolerance_macs(graph) if tolerance_macs is None \
-        else _check_real("tolerance_macs", tolerance_macs)
-    max_iter = _check_int("max_iter", max_iter, 1)
+        else check_real("tolerance_macs", tolerance_macs)
+    max_iter = check_int("max_iter", max_iter, 1)
     thres, delta = 0.5, 0.25
     tested = thres
-    keep = _mask_at(graph, lam, thres)
+    keep = mask_at(graph, lam, thres)
     it = 0
     flops = None
     while (flops is None or abs(flops - T) > tol) and it < max_iter:
         tested = thres
-        keep = _mask_at(graph, lam, thres)
+        keep = mask_at(graph, lam, thres)
         flops = graph.macs_of_counts(graph.counts(keep))
         if flops > T:
             thres += delta
@@ -199,20 +188,20 @@ def autobot(model: nn.Module, graph: ChannelGraph, X: torch.Tensor, y: torch.Ten
     bisection's iterations and miss F(mask) − T, a short loss history, the steps and the
     hyperparameters.
     """
-    keep_flops = _check_fraction(keep_flops)
-    _check_data(model, graph, X, y)
-    beta = _check_real("beta", beta)
-    gamma = _check_real("gamma", gamma)
-    lr = _check_real("lr", lr, positive=True)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    keep_flops = check_keep_flops(keep_flops)
+    check_method_data(model, graph, X, y)
+    beta = check_real("beta", beta)
+    gamma = check_real("gamma", gamma)
+    lr = check_real("lr", lr, positive=True)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
     n = int(X.shape[0])
     per_pass = math.ceil(n / batch_size)
-    steps = per_pass if steps is None else _check_int("steps", steps, 1)
+    steps = per_pass if steps is None else check_int("steps", steps, 1)
     if progress is not None and not callable(progress):
         raise ValueError("progress: must be a callable or None")
     tol = default_tolerance_macs(graph) if tolerance_macs is None \
-        else _check_real("tolerance_macs", tolerance_macs)
+        else check_real("tolerance_macs", tolerance_macs)
 
     N = graph.num_channels
     F_max = float(graph.dense_macs)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.formulations.joint.problem import JointBudgetProblem
 
 
@@ -222,15 +223,7 @@ def assign_weights(layers: list[PrunableLayer], w: np.ndarray) -> None:
 def _fraction(value, field: str) -> Fraction:
     """A budget fraction in (0, 1], as the exact decimal the caller wrote (``Fraction(repr(x))``),
     so that e.g. 0.29 of 100 weights is 29 and not floor(28.999999999999996)."""
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{field}: must be a fraction in (0, 1], got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field}: must be a fraction in (0, 1], got {value!r}") from None
-    if not math.isfinite(x) or not 0.0 < x <= 1.0:
-        raise ValueError(f"{field}: must be a fraction in (0, 1], got {value!r}")
-    return Fraction(repr(x))
+    return Fraction(repr(fraction(value, field)))
 
 
 def joint_problem(layers: list[PrunableLayer], scores: np.ndarray, *, keep_flops: float,

@@ -171,7 +171,7 @@ def _pair_w1(vals: torch.Tensor, bounds: list[tuple[int, int]], widths: torch.Te
     return torch.cat(out, 0)
 
 
-def _directions(D: int, projections: int, seed: int) -> torch.Tensor:
+def projection_directions(D: int, projections: int, seed: int) -> torch.Tensor:
     """``projections`` random unit vectors of R^D (rows), float64, from ``seed``."""
     g = torch.Generator().manual_seed(int(seed))
     theta = torch.randn(projections, D, generator=g, dtype=torch.float64)
@@ -226,7 +226,7 @@ def separability(acts: torch.Tensor, labels: torch.Tensor, *, projections: int =
     if a.shape[2] == 1:
         stored = a[:, :, 0]
     else:
-        theta = _directions(a.shape[2], projections, seed).to(a.device)
+        theta = projection_directions(a.shape[2], projections, seed).to(a.device)
         stored = a.to(torch.float64) @ theta.T
     widths, idx = _quantile_grid([b - s for s, b in bounds], a.device)
     return _separability_of(stored, bounds, widths, idx).cpu().numpy()
@@ -318,7 +318,7 @@ def u_scores(model: nn.Module, graph: ChannelGraph, X: torch.Tensor, y: torch.Te
                         stores[name].append(a[:, :, 0].float())
                     else:
                         if D not in thetas:
-                            thetas[D] = _directions(D, projections, seed).to(a.device, a.dtype)
+                            thetas[D] = projection_directions(D, projections, seed).to(a.device, a.dtype)
                         stores[name].append((a @ thetas[D].T).float())
                 return hook
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.models.costs import (
     PrunableLayer,
@@ -67,10 +68,8 @@ class PruneSettings:
         if self.method not in METHODS:
             raise ValueError(f"method: unknown method '{self.method}' (known: {', '.join(METHODS)})")
         for name in ("keep_flops", "keep_nnz"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and 0 < v <= 1):
-                field_name = "flops" if name == "keep_flops" else "nnz"
-                raise ValueError(f"{field_name}: must be a fraction kept in (0, 1], got {v!r}")
+            fraction(getattr(self, name), "flops" if name == "keep_flops" else "nnz",
+                     what="a fraction kept")
         if not (math.isfinite(self.l2) and self.l2 > 0):
             raise ValueError(f"l2: must be > 0, got {self.l2}")
         if self.stages < 1:

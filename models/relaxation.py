@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from pruneopt.models.autobot import _check_data, _check_fraction, _check_int, _check_real
+from pruneopt.models.autobot import check_method_data, check_keep_flops, check_int, check_real
 from pruneopt.models.channel_gates import gated, relaxed_macs
 from pruneopt.models.channels import CHANNEL_MAPS, ChannelGraph
 from pruneopt.models.structured_decision import StructuredDecision
@@ -198,7 +198,7 @@ def structure_from_gates(model: nn.Module, graph: ChannelGraph, gates, *,
                    dtype=np.float64)
     if g.shape != (graph.num_channels,) or not np.all(np.isfinite(g)):
         raise ValueError(f"gates: must be {graph.num_channels} finite values, got {g.shape}")
-    threshold = _check_real("threshold", threshold)
+    threshold = check_real("threshold", threshold)
     fixed = np.repeat(graph.fixed, graph.sizes)
     ptr = graph.channel_ptr
     keep = (g > threshold) | fixed
@@ -280,23 +280,23 @@ def continuous_relaxation(model: nn.Module, graph: ChannelGraph, X: torch.Tensor
     ``arrays["gates"] = g``, and ``info`` with the threshold, the collapsed branches, the relaxed
     and thresholded MACs, ce_soft / ce_hard (C3) and a per-epoch history.
     """
-    target = _check_fraction(keep_flops, allow_zero=True)
-    _check_data(model, graph, X, y)
-    k_s = _check_real("k_s", k_s)
-    a_scale = _check_real("sigmoid_scale", sigmoid_scale, positive=True)
-    k_pb0 = _check_real("k_prune_basis", k_prune_basis)
-    sigma = _check_real("sigma", sigma, positive=True)
-    epochs = _check_int("epochs", epochs, 0)
-    lr = _check_real("lr", lr)
-    gate_lr = _check_real("gate_lr", gate_lr)
-    gate_momentum = _check_real("gate_momentum", gate_momentum)
+    target = check_keep_flops(keep_flops, allow_zero=True)
+    check_method_data(model, graph, X, y)
+    k_s = check_real("k_s", k_s)
+    a_scale = check_real("sigmoid_scale", sigmoid_scale, positive=True)
+    k_pb0 = check_real("k_prune_basis", k_prune_basis)
+    sigma = check_real("sigma", sigma, positive=True)
+    epochs = check_int("epochs", epochs, 0)
+    lr = check_real("lr", lr)
+    gate_lr = check_real("gate_lr", gate_lr)
+    gate_momentum = check_real("gate_momentum", gate_momentum)
     if gate_momentum >= 1:
         raise ValueError(f"gate_momentum: must be in [0, 1), got {gate_momentum!r}")
-    threshold = _check_real("threshold", threshold)
+    threshold = check_real("threshold", threshold)
     if threshold >= 1.0:
         raise ValueError(f"threshold: must be < 1 (gates lie in (0, 1)), got {threshold!r}")
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
     e0 = float(ejector_start)
     e1 = float(ejector_full)
     if not (math.isfinite(e0) and math.isfinite(e1) and e1 > e0):

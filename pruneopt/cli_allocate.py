@@ -8,16 +8,17 @@ With ``--model`` the loss table comes from the network's quadratic model (one op
 and keep fraction: top-|w| mask + backsolve of the layer's block, see
 :mod:`pruneopt.models.allocation_tables`), the chosen options are applied to the model and the
 budgets and accuracy are recounted on it. With ``--table`` the user's CSV (columns layer,
-option, loss, nnz, flops) is solved as it is. Budgets are fractions of the densest choice.
+option, loss, nnz, flops) is solved as it is (without torch). Budgets are fractions of the
+densest choice. The pipeline is :mod:`pruneopt.models.workflows.allocate`.
 ``--out DIR`` writes ``problem.npz`` (the instance) and ``record.json`` (and, with --model,
 ``model.pt`` as ``pruneopt prune`` does).
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
 import sys
+
+from pruneopt.cli_output import fmt, print_record
 
 
 def add_parser(sub) -> None:
@@ -51,91 +52,30 @@ def _fractions(text):
 
 
 def cmd_allocate(args) -> int:
-    from pruneopt.formulations.allocation.problem import AllocationProblem
-    from pruneopt.solvers import solve
+    if args.out:  # before any work: a path that cannot be written is bad input
+        from pruneopt.formulations.files import check_output_dir
 
-    record: dict = {"command": "allocate", "flops_asked": args.flops, "nnz_asked": args.nnz}
-    if args.table:
-        problem = AllocationProblem.from_csv(args.table, keep_flops=args.flops, keep_nnz=args.nnz)
-        result = solve(problem, args.solver, time_limit=args.time_limit)
-        record["table"] = args.table
-        resolved = None
-    else:
-        problem, result, resolved, extra = _from_model(args)
-        record.update(extra)
-    record.update({k: v for k, v in result.summary().items() if k in (
-        "solver", "status", "objective", "bound", "gap", "proven_optimal", "seconds",
-        "message", "nnz_used", "flops_used")})
-    if result.x is not None:
-        labels = problem.option_labels
-        chosen = problem.option_ptr[:-1] + result.x
-        record["layers"] = [{"name": (problem.names or [str(g) for g in range(problem.num_layers)])[g],
-                             "option": int(result.x[g]),
-                             "keep": None if labels is None else float(labels[chosen[g]]),
-                             "nnz": int(problem.nnz[chosen[g]]),
-                             "flops": float(problem.flops[chosen[g]])}
-                            for g in range(problem.num_layers)]
+        check_output_dir(args.out, "out")
+    from pruneopt.models.workflows.allocate import AllocateSettings, run_allocate, save_allocate
+
+    settings = AllocateSettings(keep_flops=args.flops, keep_nnz=args.nnz, solver=args.solver,
+                                time_limit=args.time_limit, calibration=args.calibration,
+                                seed=args.seed)
+    input_shape = None
+    if args.model is not None:
+        from pruneopt.models.workflows.loading import parse_input_shape
+
+        input_shape = parse_input_shape(args.input_shape)
+        settings.fractions = _fractions(args.fractions)
+    run = run_allocate(settings, table=args.table, model=args.model, input_shape=input_shape)
     if args.out:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        problem.save(out / "problem.npz")
-        if resolved is not None and record.get("budgets_met"):
-            from pruneopt.models.workflow import save_checkpoint
-
-            save_checkpoint(resolved, record, out)
-        (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"{record['solver']}: {record['status']} objective {record['objective']:.6g} "
-              f"bound {record['bound']:.6g} gap {record['gap']:.3g}")
-        for layer in record.get("layers", []):
-            print(f"  {layer['name']:24s} keep {layer['keep']}  nnz {layer['nnz']}")
-        if "accuracy_after" in record:
-            print(f"  accuracy {record['accuracy_before']:.4f} -> {record['accuracy_after']:.4f}",
-                  file=sys.stderr)
-    return 0 if result.status != "error" else 1
-
-
-def _from_model(args):
-    import torch
-
-    from pruneopt.models.allocation_tables import (
-        DEFAULT_FRACTIONS,
-        allocation_table,
-        apply_allocation,
-    )
-    from pruneopt.models.costs import assign_weights, prunable_layers, sparse_macs, total_weights
-    from pruneopt.models.digits import evaluate_accuracy
-    from pruneopt.models.fisher import quadratic_problem
-    from pruneopt.models.workflow import (
-        calibration_batch,
-        dataset_for,
-        parse_input_shape,
-        resolve_model,
-    )
-    from pruneopt.solvers import solve
-
-    resolved = resolve_model(args.model, input_shape=parse_input_shape(args.input_shape),
-                             seed=args.seed)
-    model = resolved.model.eval()
-    layers = prunable_layers(model, torch.zeros((1, *resolved.input_shape)))
-    data = dataset_for(resolved, n_train=max(args.calibration, 256), seed=args.seed)
-    X, y = calibration_batch(data, args.calibration, args.seed)
-    qp = quadratic_problem(model, layers, X, y, nnz_budget=total_weights(layers),
-                           flop_budget=float(sum(layer.macs for layer in layers)))
-    problem = allocation_table(qp, _fractions(args.fractions) or DEFAULT_FRACTIONS,
-                               keep_nnz=args.nnz, keep_flops=args.flops)
-    result = solve(problem, args.solver, time_limit=args.time_limit)
-    extra = {"model": args.model, "accuracy_before": evaluate_accuracy(model, data.X_eval,
-                                                                         data.y_eval)}
-    if result.x is not None and result.feasible:
-        assign_weights(layers, apply_allocation(qp, problem, result.x))
-        nnz = sum(int(torch.count_nonzero(layer.weight)) for layer in layers)
-        macs = sparse_macs(layers)
-        extra.update(nnz_after=nnz, macs_after=macs, nnz_dense=total_weights(layers),
-                     macs_dense=int(qp.total_flops),
-                     budgets_met=bool(nnz <= problem.nnz_limit and macs <= problem.flop_limit),
-                     accuracy_after=evaluate_accuracy(model, data.X_eval, data.y_eval),
-                     data=data.kind)
-    return problem, result, resolved, extra
+        save_allocate(run, args.out)
+    print_record(run.record, args.json, lambda r: [
+        f"{r['solver']}: {r['status']} objective {fmt(r['objective'], '.6g')} "
+        f"bound {fmt(r['bound'], '.6g')} gap {fmt(r['gap'], '.3g')}",
+        *(f"  {layer['name']:24s} keep {layer['keep']}  nnz {layer['nnz']}"
+          for layer in r.get("layers", []))])
+    if not args.json and "accuracy_after" in run.record:
+        print(f"  accuracy {run.record['accuracy_before']:.4f} -> "
+              f"{run.record['accuracy_after']:.4f}", file=sys.stderr)
+    return 0 if run.result.status != "error" else 1

@@ -13,9 +13,7 @@ is the only thing on stdout; progress goes to stderr.
 
 from __future__ import annotations
 
-import json
-import sys
-
+from pruneopt.cli_output import fmt, print_record
 from pruneopt.cli_types import kept_fraction, positive_float, positive_int, unit_interval
 
 
@@ -71,6 +69,11 @@ def add_parser(sub) -> None:
 def cmd_prune(args) -> int:
     from pruneopt.models.defaults import STRUCTURED_METHODS
 
+    if args.out:  # before any work: a path that cannot be written is bad input
+        from pruneopt.formulations.files import check_output_dir
+
+        check_output_dir(args.out, "out")
+
     if args.method in STRUCTURED_METHODS:
         return _cmd_structured(args)
     if args.flops is None:
@@ -79,7 +82,8 @@ def cmd_prune(args) -> int:
         raise ValueError("tolerance: only FAIR-Pruner takes --tolerance")
     from pruneopt.models.defaults import DEFAULT_L2
     from pruneopt.models.pruning import PruneSettings
-    from pruneopt.models.workflow import parse_input_shape, run_prune, save_checkpoint
+    from pruneopt.models.workflows.loading import parse_input_shape
+    from pruneopt.models.workflows.prune import run_prune, save_prune
 
     settings = PruneSettings(
         method=args.method, keep_flops=args.flops, keep_nnz=args.nnz,
@@ -94,28 +98,23 @@ def cmd_prune(args) -> int:
                                  n_calibration=args.calibration, data_file=args.data,
                                  progress=not args.no_progress)
     if args.out:
-        record["files"] = save_checkpoint(resolved, record, args.out)
-    if args.json:
-        print(json.dumps(record, allow_nan=False))
-    else:
-        print(f"{record['method']} on {record['model']}: MACs {record['macs_after']:,}/"
-              f"{record['macs_dense']:,} ({record['macs_kept']:.3f} kept, asked "
-              f"{record['flops_asked']}), NNZ {record['nnz_after']:,}/{record['nnz_dense']:,} "
-              f"({record['nnz_kept']:.3f}, asked {record['nnz_asked']}), accuracy "
-              f"{record['accuracy_before']:.4f} -> {record['accuracy_after']:.4f} "
-              f"({record['data']} data), {record['seconds']:.1f}s")
-        for key, path in record.get("files", {}).items():
-            print(f"{key}: {path}", file=sys.stderr)
+        record["files"] = save_prune(resolved, record, args.out)
+    print_record(record, args.json, lambda r: [
+        f"{r['method']} on {r['model']}: MACs {r['macs_after']:,}/{r['macs_dense']:,} "
+        f"({r['macs_kept']:.3f} kept, asked {r['flops_asked']}), NNZ {r['nnz_after']:,}/"
+        f"{r['nnz_dense']:,} ({r['nnz_kept']:.3f}, asked {r['nnz_asked']}), accuracy "
+        f"{r['accuracy_before']:.4f} -> {r['accuracy_after']:.4f} ({r['data']} data), "
+        f"{r['seconds']:.1f}s"])
     return 0
 
 
 def _cmd_structured(args) -> int:
-    from pruneopt.models.structured_workflow import (
+    from pruneopt.models.workflows.loading import parse_input_shape
+    from pruneopt.models.workflows.structured import (
         StructuredSettings,
         run_structured,
         save_structured,
     )
-    from pruneopt.models.workflow import parse_input_shape
 
     if args.nnz != 1.0:
         raise ValueError(f"nnz: {args.method} removes whole channels and takes no NNZ budget")
@@ -130,24 +129,23 @@ def _cmd_structured(args) -> int:
         data_file=args.data, progress=not args.no_progress)
     if args.out:
         record["files"] = save_structured(pruned, decision, record, args.out)
-    if args.json:
-        print(json.dumps(record, allow_nan=False))
-        return 0
-    asked = (f"tolerance {record['tolerance']}" if args.method == "fair"
-             else f"asked {record['flops_asked']}")
-    ft = (f", fine-tuned {record['accuracy_finetuned']:.4f}"
-          if record["accuracy_finetuned"] is not None else "")
-    print(f"{record['method']} on {record['model']}: MACs {record['macs_after']:,}/"
-          f"{record['macs_dense']:,} ({record['macs_kept']:.3f} kept, {asked}), NNZ "
-          f"{record['nnz_after']:,}/{record['nnz_dense']:,}, accuracy "
-          f"{record['accuracy_before']:.4f} -> {record['accuracy_after']:.4f}{ft} "
-          f"({record['data']} data), {record['seconds']:.1f}s")
-    for row in record["gaps"]:
-        if "skipped" in row:
-            print(f"  {row['measure']:<9} skipped: {row['skipped']}")
-        else:
-            print(f"  {row['measure']:<9} method {row['method_value']:.6g}  exact "
-                  f"{row['exact_value']:.6g}  gap {row['gap']:.3g}  ({row['description']})")
-    for key, path in record.get("files", {}).items():
-        print(f"{key}: {path}", file=sys.stderr)
+    print_record(record, args.json, _describe_structured)
     return 0
+
+
+def _describe_structured(r: dict) -> list[str]:
+    asked = f"tolerance {r['tolerance']}" if r["method"] == "fair" else f"asked {r['flops_asked']}"
+    ft = (f", fine-tuned {r['accuracy_finetuned']:.4f}"
+          if r["accuracy_finetuned"] is not None else "")
+    lines = [f"{r['method']} on {r['model']}: MACs {r['macs_after']:,}/{r['macs_dense']:,} "
+             f"({r['macs_kept']:.3f} kept, {asked}), NNZ {r['nnz_after']:,}/{r['nnz_dense']:,}, "
+             f"accuracy {r['accuracy_before']:.4f} -> {r['accuracy_after']:.4f}{ft} "
+             f"({r['data']} data), {r['seconds']:.1f}s"]
+    for row in r["gaps"]:
+        if "skipped" in row:
+            lines.append(f"  {row['measure']:<9} skipped: {row['skipped']}")
+        else:
+            lines.append(f"  {row['measure']:<9} method {fmt(row['method_value'], '.6g')}  "
+                         f"exact {fmt(row['exact_value'], '.6g')}  gap {fmt(row['gap'], '.3g')}"
+                         f"  ({row['description']})")
+    return lines

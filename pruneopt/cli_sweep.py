@@ -3,7 +3,7 @@
     pruneopt sweep CONFIG.toml [--executor local|dask] [--scheduler tcp://HOST:PORT]
                    [--workers N] [--out FILE.csv] [--retry-errors] [--no-progress] [--json]
 
-The config (see :mod:`pruneopt.reports.study_config`) is validated before any job runs; a bad
+The config (see :mod:`pruneopt.reports.studies.config`) is validated before any job runs; a bad
 config, an unreachable scheduler or a rows file of another format is a one-line error (exit 2)
 and nothing is written. Rerunning the same command resumes: jobs already in the rows file are
 skipped (error rows too, unless ``--retry-errors``). ``--out`` defaults to ``<study name>.csv``;
@@ -38,14 +38,17 @@ def add_parser(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from pruneopt.reports.study_config import load_config
-    from pruneopt.reports.sweep import run_sweep
+    from pruneopt.formulations.files import check_output_file
+    from pruneopt.reports.studies.config import load_config
+    from pruneopt.reports.studies.sweep import run_sweep
 
     executor = args.executor or ("dask" if args.scheduler else "local")
     if args.scheduler and executor != "dask":
         raise ValueError("scheduler: only with --executor dask")
+    if args.out:
+        check_output_file(args.out, "out")  # before any job runs (and before the config)
     config = load_config(args.config)
-    out = args.out or f"{config.name}.csv"
+    out = args.out or check_output_file(f"{config.name}.csv", "out")
     df = run_sweep(config.jobs, out, executor=executor, scheduler=args.scheduler,
                    workers=args.workers, progress=not args.no_progress,
                    retry_errors=args.retry_errors)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from pruneopt.formulations.checks import fraction
+
 
 def _number(text: str, kind=float):
     try:
@@ -22,10 +24,8 @@ def positive_float(text: str) -> float:
 
 
 def kept_fraction(text: str) -> float:
-    val = _number(text)
-    if not (math.isfinite(val) and 0.0 < val <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be a fraction kept in (0, 1], got {text!r}")
-    return val
+    return fraction(_number(text), None, what="a fraction kept", got=repr(text),
+                    error=argparse.ArgumentTypeError)
 
 
 def positive_int(text: str) -> int:

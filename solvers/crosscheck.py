@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import solve
 from pruneopt.solvers.result import SolveResult
 
@@ -47,7 +48,7 @@ def run_solvers(problem, solvers: Iterable[str], *, time_limit=None,
             results.append(solve(problem, name, time_limit=time_limit, **options.get(name, {})))
         except Exception as exc:  # noqa: BLE001 — one failing backend must not hide the others
             results.append(SolveResult(
-                solver=name, formulation=problem.kind, status="error", x=None,
+                solver=name, formulation=problem.kind, status=Status.ERROR.value, x=None,
                 objective=math.nan, bound=math.nan, gap=math.nan, seconds=math.nan,
                 proven_optimal=False, backend=name, backend_version="", sense=problem.sense,
                 message=f"{type(exc).__name__}: {exc}"))
@@ -112,7 +113,8 @@ def decision_result(problem, name: str, x) -> SolveResult:
     ev = problem.evaluate(x)
     ok = bool(problem.is_feasible(x))
     return SolveResult(
-        solver=name, formulation=problem.kind, status="feasible" if ok else "infeasible", x=x,
+        solver=name, formulation=problem.kind,
+        status=(Status.FEASIBLE if ok else Status.INFEASIBLE).value, x=x,
         objective=ev.objective, bound=math.nan, gap=math.nan, seconds=0.0,
         proven_optimal=False, backend="decision", backend_version="", sense=problem.sense,
         feasible=ok, usage=dict(ev.usage), message="a given decision (not a solver)")

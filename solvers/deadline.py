@@ -24,6 +24,23 @@ class DeadlineExceeded(Exception):
     """The worker was still running at the deadline and has been ended."""
 
 
+def grace(time_limit: float) -> float:
+    """How long past its own time limit a guarded solver may run: max(5 s, 25 %)."""
+    return max(5.0, 0.25 * time_limit)
+
+
+def call_guarded(fn: Callable[..., Any], kwargs: dict[str, Any], time_limit: float | None,
+                 guard: bool, on_deadline: Callable[[DeadlineExceeded], Any]) -> Any:
+    """``fn(**kwargs)``: in this process, or — when ``guard`` holds and there is a time limit —
+    in a worker ended at the limit plus :func:`grace`, answering ``on_deadline(exc)`` then."""
+    if time_limit is None or not guard:
+        return fn(**kwargs)
+    try:
+        return call_with_deadline(fn, kwargs, time_limit + grace(time_limit))
+    except DeadlineExceeded as exc:
+        return on_deadline(exc)
+
+
 def call_with_deadline(fn: Callable[..., Any], kwargs: dict[str, Any], seconds: float) -> Any:
     """``fn(**kwargs)`` in a worker process; raise :class:`DeadlineExceeded` after ``seconds``."""
     with tempfile.TemporaryDirectory(prefix="pruneopt-worker-") as tmp:

@@ -39,6 +39,15 @@ def register(spec: SolverSpec) -> SolverSpec:
     return spec
 
 
+def register_table(formulation: str, rows) -> None:
+    """Register a formulation's solvers from rows ``(name, run, exact, options, description)``,
+    with an ``available`` check as a sixth item where an optional extra is needed; the order of
+    the rows is the order of :func:`available_solvers`."""
+    for name, run, exact, options, description, *available in rows:
+        register(SolverSpec(name, formulation, run, exact=exact, description=description,
+                            options=tuple(options), **dict(zip(("available",), available))))
+
+
 # One module of registrations per formulation; importing it registers its solvers.
 BACKEND_MODULES = (
     "pruneopt.solvers.joint.registrations",
@@ -77,7 +86,8 @@ def get_solver(problem_or_kind, name: str) -> SolverSpec:
     spec = _REGISTRY.get((kind, name))
     if spec is None:
         known = ", ".join(s.name for s in solver_specs(kind)) or "none"
-        raise ValueError(f"solver: unknown solver '{name}' for the {kind} formulation (known: {known})")
+        raise ValueError(f"solver: unknown solver '{name}' for the {kind} formulation "
+                         f"(known: {known})")
     if not spec.available():
         raise ValueError(f"solver: '{name}' is not available here ({spec.description})")
     return spec
@@ -93,7 +103,8 @@ def solve(problem, solver: str, *, time_limit: float | None = None, **options) -
     if time_limit is not None:
         if (isinstance(time_limit, bool | np.bool_) or not isinstance(time_limit, numbers.Real)
                 or not time_limit > 0 or not math.isfinite(time_limit)):
-            raise ValueError(f"time_limit: must be a positive number of seconds, got {time_limit!r}")
+            raise ValueError(
+                f"time_limit: must be a positive number of seconds, got {time_limit!r}")
         time_limit = float(time_limit)
     start = time.perf_counter()
     result = spec.run(problem, time_limit=time_limit, **options)

@@ -1,8 +1,9 @@
 """The one result type of every solve, and the checks that make its fields trustworthy.
 
-Every backend hands its raw answer (a decision x, a dual bound, its own status word) to
-:func:`finalize`, which recomputes the objective and the constraint usage in numpy, checks
-feasibility, computes the gap, and decides the status:
+Every backend hands its raw answer (a decision x, a dual bound, its status word — mapped from
+its own termination code by its adapter's ``STATUS_MAP``) to :func:`finalize`, which recomputes
+the objective and the constraint usage in numpy, checks feasibility, computes the gap, and
+decides the status (the words of :class:`~pruneopt.solvers.constants.Status`):
 
 * ``optimal``     — x is feasible and the bound meets the objective within 1e-9 relative
                     (``proven_optimal`` is then True; nothing else is called optimal);
@@ -12,6 +13,12 @@ feasibility, computes the gap, and decides the status:
 * ``error``       — the backend failed, or returned an x that violates the constraints.
 
 The gap is |bound − objective| / max(|bound|, |objective|, 1e-300) (0 when both are 0).
+
+``summary()`` gives the result without x as plain Python values; its scalar fields (objective,
+bound, gap, seconds, the ``*_used`` usage) stay floats even when they are not finite (a NaN bound
+of a heuristic, an infinite one of an infeasible problem), since callers format and save them as
+numbers. ``to_json()`` is strict JSON: there, as everywhere in JSON output, NaN and ±inf are
+``null`` (:func:`pruneopt.formulations.files.to_jsonable`).
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from pruneopt.formulations.files import to_jsonable
+from pruneopt.solvers.constants import STATUSES, Status
+
 PROOF_TOL = 1e-9  # relative: a bound within this of the objective proves optimality
 FEAS_TOL = 1e-9  # relative slack allowed on a constraint when checking a returned x
-STATUSES = ("optimal", "feasible", "infeasible", "time_limit", "error")
+_FLOAT_FIELDS = ("objective", "bound", "gap", "seconds")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,15 +60,22 @@ class SolveResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """The result without x, as plain JSON-ready Python values."""
+        """The result without x, as plain Python values (the scalar floats kept as floats, NaN
+        and ±inf included)."""
         d = asdict(self)
         d.pop("x")
         for key, val in self.usage.items():
             d[f"{key}_used"] = val
-        return _jsonable(d)
+        plain = to_jsonable(d)
+        for key in _FLOAT_FIELDS + tuple(f"{k}_used" for k in self.usage):
+            value = d[key]
+            if isinstance(value, float | np.floating) and not math.isfinite(value):
+                plain[key] = float(value)  # to_jsonable made it None
+        return plain
 
     def to_json(self) -> str:
-        return json.dumps(self.summary(), allow_nan=True)
+        """The summary as strict JSON (NaN and ±inf become null)."""
+        return json.dumps(to_jsonable(self.summary()), allow_nan=False)
 
     def replace(self, **changes) -> SolveResult:
         from dataclasses import replace
@@ -91,8 +108,8 @@ def finalize(
 ) -> SolveResult:
     """Check a backend's raw answer against the problem and build the :class:`SolveResult`.
 
-    ``backend_status`` is one of ``optimal`` (the backend claims a proof), ``feasible``,
-    ``time_limit``, ``infeasible`` or ``error``.
+    ``backend_status`` is a :class:`~pruneopt.solvers.constants.Status` word: ``optimal`` (the
+    backend claims a proof), ``feasible``, ``time_limit``, ``infeasible`` or ``error``.
     """
     if backend_status not in STATUSES:
         raise ValueError(f"unknown backend status {backend_status!r}")
@@ -123,20 +140,20 @@ def finalize(
     )
     proven = bool(feasible and bound_ok and gap <= PROOF_TOL)
 
-    if backend_status == "infeasible":
-        status = "infeasible"
-    elif backend_status == "error" or (x is not None and not feasible):
-        status = "error"
+    if backend_status == Status.INFEASIBLE:
+        status = Status.INFEASIBLE
+    elif backend_status == Status.ERROR or (x is not None and not feasible):
+        status = Status.ERROR
     elif proven:
-        status = "optimal"
-    elif backend_status == "time_limit":
-        status = "time_limit"
+        status = Status.OPTIMAL
+    elif backend_status == Status.TIME_LIMIT:
+        status = Status.TIME_LIMIT
     elif x is None:
-        status = "error"
+        status = Status.ERROR
         notes.append("the backend returned no decision")
     else:
-        status = "feasible"
-        if backend_status == "optimal":
+        status = Status.FEASIBLE
+        if backend_status == Status.OPTIMAL:
             notes.append(
                 f"the backend reported optimal but its bound {bound:.12g} does not meet the "
                 f"recomputed objective {objective:.12g} (gap {gap:.3g}): not proven"
@@ -146,7 +163,7 @@ def finalize(
     return SolveResult(
         solver=solver,
         formulation=problem.kind,
-        status=status,
+        status=str(status),  # the plain word
         x=xb,
         objective=objective,
         bound=bound,
@@ -164,14 +181,3 @@ def finalize(
         info=dict(info or {}),
     )
 
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value

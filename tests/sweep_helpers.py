@@ -7,7 +7,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from pruneopt.reports.study_config import parse_config, run_sweep_job
+from pruneopt.reports.studies.config import parse_config
+from pruneopt.reports.studies.runner import run_sweep_job
 
 
 @dataclass(frozen=True)

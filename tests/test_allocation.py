@@ -1,11 +1,12 @@
 """Layer budget allocation (multiple-choice knapsack): the problem, its exchange formats, and
-every solver against brute force on tiny instances (hypothesis strategy below)."""
+every solver against brute force on tiny instances (hypothesis strategy below).
+
+The result contract of every allocation solver (fields, time limits) is in
+tests/test_solver_contract.py."""
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -19,20 +20,19 @@ from pruneopt.formulations.allocation.problem import AllocationProblem
 from pruneopt.formulations.allocation.generate import generate_allocation
 from pruneopt.formulations.io import load_problem
 from pruneopt.solvers.crosscheck import any_flag
+from pruneopt.solvers.registry import solver_specs
 
-ALL_SOLVERS = ["pyomo-highs", "highs", "cpsat", "dp", "exact", "fast", "uniform"]
-EXACT = ["pyomo-highs", "highs", "cpsat", "dp", "exact"]
-# (solver, options); highs runs with its default reduced-cost fixing and without it
-RUNS = [("pyomo-highs", {}), ("highs", {}), ("highs", {"fixing": False}), ("cpsat", {}),
-        ("dp", {}), ("exact", {}), ("fast", {}), ("uniform", {})]
+from solver_test_helpers import A
+from solver_test_helpers import brute_force_allocation as brute_force
+
+# what the registry must hold, in this order (the solvers tested below come from the registry)
+REGISTERED = ["pyomo-highs", "highs", "cpsat", "dp", "exact", "fast", "uniform"]
+SPECS = [s for s in solver_specs("allocation") if s.available()]
+ALL_SOLVERS = [s.name for s in SPECS]
+EXACT = [s.name for s in SPECS if s.exact]
+# (solver, options): every solver with its defaults; highs also without reduced-cost fixing
+RUNS = [(name, {}) for name in ALL_SOLVERS] + [("highs", {"fixing": False})]
 RUN_IDS = [name + "".join(f"-{k}={v}" for k, v in opts.items()) for name, opts in RUNS]
-
-
-def A(losses, nnz, flops, K=None, F=None, **kw) -> AllocationProblem:
-    """Build from per-layer lists."""
-    return AllocationProblem.from_layers(
-        [np.asarray(v, dtype=float) for v in losses], [np.asarray(v) for v in nnz],
-        [np.asarray(v, dtype=float) for v in flops], K, F, **kw)
 
 
 # ------------------------------------------------------------------------------------ strategy
@@ -63,28 +63,6 @@ def tiny_allocation_problems(draw, max_layers: int = 4, max_options: int = 4):
                        st.integers(0, int(top_f) + 10).map(lambda k: k + 0.1)))
     return AllocationProblem(loss=np.array(loss), nnz=np.array(nnz, dtype=np.int64),
                              flops=np.array(flops), option_ptr=ptr, nnz_budget=K, flop_budget=F)
-
-
-@dataclass(frozen=True)
-class BruteForce:
-    optimum: float | None  # None: no choice meets the budgets
-    choice: np.ndarray | None
-    n_feasible: int
-
-
-def brute_force(p: AllocationProblem) -> BruteForce:
-    """Every combination of one option per layer (strict budgets: the data are exact)."""
-    combos = np.array(list(itertools.product(*[range(s) for s in p.option_counts.tolist()])),
-                      dtype=np.int64)
-    idx = combos + p.option_ptr[:-1]
-    E = p.loss[idx].sum(axis=1)
-    N = p.nnz[idx].sum(axis=1)
-    Fl = p.flops[idx].sum(axis=1)
-    ok = (N <= p.nnz_limit) & (Fl <= p.flop_limit)
-    if not ok.any():
-        return BruteForce(None, None, 0)
-    best = int(np.argmin(np.where(ok, E, np.inf)))
-    return BruteForce(float(E[best]), combos[best], int(ok.sum()))
 
 
 def scale_of(p: AllocationProblem) -> float:
@@ -154,8 +132,8 @@ KNOWN_HARD = [
 
 
 def test_available_solvers_are_all_registered_and_installed():
-    assert pruneopt.available_solvers(HAND) == ALL_SOLVERS
-    assert pruneopt.available_solvers("allocation") == ALL_SOLVERS
+    assert pruneopt.available_solvers(HAND) == REGISTERED
+    assert pruneopt.available_solvers("allocation") == REGISTERED
 
 
 @pytest.mark.parametrize("name, options", RUNS, ids=RUN_IDS)
@@ -568,17 +546,6 @@ def test_dp_limits_are_options():
     assert r.status == "optimal" and r.options["max_cells"] == 10**9
 
 
-def test_time_limits_never_raise():
-    p = generate_allocation(40, 12, 5)
-    for name in EXACT:
-        if name == "dp":
-            continue
-        r = pruneopt.solve(p, name, time_limit=0.01)
-        assert r.status in ("optimal", "time_limit", "feasible"), (name, r.status, r.message)
-        if r.x is not None:
-            assert r.feasible
-
-
 def test_uniform_takes_the_densest_common_option_that_fits():
     r = pruneopt.solve(HAND, "uniform")
     # labels common to all layers: only 1.0 (too dense) -> none fits; by index in a labelled
@@ -589,21 +556,6 @@ def test_uniform_takes_the_densest_common_option_that_fits():
     assert r.feasible and np.all(p.option_labels[p.flat_index(r.x)] == 0.5)
     q = AllocationProblem(p.loss, p.nnz, p.flops, p.option_ptr, p.nnz_budget)  # no labels
     np.testing.assert_array_equal(pruneopt.solve(q, "uniform").x, r.x)
-
-
-def test_result_contract_on_a_generated_instance():
-    p = generate_allocation(30, 8, 2)
-    for name in ALL_SOLVERS:
-        if name == "dp":
-            continue
-        r = pruneopt.solve(p, name)
-        assert r.x.dtype == np.int64 and r.x.shape == (30,)
-        assert r.objective == p.evaluate(r.x).objective
-        assert r.bound <= r.objective * (1 + 1e-12)
-        assert r.seconds > 0 and r.backend and r.backend_version
-        assert r.summary()["nnz_used"] == r.usage["nnz"]
-        if name in EXACT:
-            assert r.proven_optimal and r.gap <= 1e-9
 
 
 def test_crosscheck_on_allocation_problems():

@@ -26,11 +26,11 @@ def _macs(graph, keep):
 
 def _all_cuts(graph, lam):
     """Brute force: F of every cut 1[λ > t] over the N+1 distinct thresholds (argmax rule too)."""
-    from pruneopt.models.autobot import _mask_at
+    from pruneopt.models.autobot import mask_at
 
     vals = np.unique(lam[graph.prunable.repeat(graph.sizes)])
     ts = np.concatenate(([-1.0], vals))  # t = -1 keeps all; t = v drops every λ <= v
-    return [(float(t), _macs(graph, _mask_at(graph, lam, t))) for t in ts]
+    return [(float(t), _macs(graph, mask_at(graph, lam, t))) for t in ts]
 
 
 def _random_lambda(graph, seed):
@@ -62,9 +62,9 @@ def test_bisection_hits_an_attainable_target_and_never_empties_a_group(digits):
 
 
 def _mask_at_t(graph, lam, t):
-    from pruneopt.models.autobot import _mask_at
+    from pruneopt.models.autobot import mask_at
 
-    return _mask_at(graph, lam, t)
+    return mask_at(graph, lam, t)
 
 
 def test_bisection_tolerance_stops_short_of_the_best_cut(digits):

@@ -1,5 +1,8 @@
 """Structured channel selection: data, evaluation, exchange format, every solver against brute
-force (counts and, on the tiniest, all z), fast bounds, baselines, collapse, infeasibility."""
+force (counts and, on the tiniest, all z), fast bounds, baselines, collapse.
+
+The result contract of every channel solver (fields, infeasible instances, time limits) is in
+tests/test_solver_contract.py."""
 
 from __future__ import annotations
 
@@ -16,10 +19,13 @@ from pruneopt.formulations.channels.problem import ChannelProblem
 from pruneopt.formulations.channels.generate import SHAPES, generate_channels
 from pruneopt.formulations.network_shapes import layer_arrays, resnet20, resnet50
 from pruneopt.solvers.crosscheck import crosscheck
-from pruneopt.solvers.fast.channels.dp import CountElimination, chain_order
+from pruneopt.solvers.fast.channels.chain_dp import chain_order
+from pruneopt.solvers.fast.channels.elimination import CountElimination
 from pruneopt.solvers.registry import solver_specs
 
 from conftest import all_selections, score_values
+from solver_test_helpers import brute_counts
+from solver_test_helpers import make_channels as make
 
 SPECS = {s.name: s for s in solver_specs("channels")}
 AVAILABLE = pruneopt.available_solvers("channels")
@@ -27,31 +33,7 @@ EXACT = [n for n in AVAILABLE if SPECS[n].exact and n != "dp"]  # dp: chains onl
 HEURISTIC = [n for n in AVAILABLE if not SPECS[n].exact]
 
 
-def make(sizes, scores=None, edges=(), coef=(), b=None, c0=0.0, F=1e9, min_keep=None,
-         blocks=None, names=None) -> ChannelProblem:
-    sizes = list(sizes)
-    N = sum(sizes)
-    scores = np.arange(N, 0, -1, dtype=float) if scores is None else np.asarray(scores, float)
-    return ChannelProblem(
-        scores=scores, channel_ptr=np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
-        edges=np.array(edges, dtype=np.int64).reshape(-1, 2), edge_coef=np.array(coef, float),
-        linear_coef=np.zeros(len(sizes)) if b is None else np.asarray(b, float), const=c0,
-        flop_budget=F, min_keep=min_keep, blocks=blocks, names=names)
-
-
 # ------------------------------------------------------------------------------------ brute force
-def brute_counts(p: ChannelProblem):
-    """(optimum, counts) over every allowed count vector, or (None, None) when infeasible."""
-    grid = np.array(list(itertools.product(*[p.allowed_counts(g) for g in
-                                            range(p.num_groups)])), dtype=np.int64)
-    ok = p.counts_feasible(grid)
-    if not ok.any():
-        return None, None
-    vals = np.where(ok, p.value_of_counts(grid), -np.inf)
-    j = int(np.argmax(vals))
-    return float(vals[j]), grid[j]
-
-
 def brute_z(p: ChannelProblem):
     """The optimum over all 2^N selections z (tiny N only)."""
     Z = all_selections(p.num_channels)
@@ -365,16 +347,6 @@ def test_collapse_removes_an_expensive_branch_whole():
         assert mid.counts(r.x)[1] in (0, 2) and r.proven_optimal
 
 
-def test_infeasible_budget_is_reported_by_every_solver():
-    # c₀ + the least FLOPs (min-keep 1 everywhere) = 5 + 2 + 1·1·3 = 10 > F
-    p = make([2, 2], edges=[(0, 1)], coef=[3.0], b=[2.0, 0.0], c0=5.0, F=9.0)
-    assert p.flops_of_counts(p.min_counts) == 10.0
-    for name in AVAILABLE:
-        r = pruneopt.solve(p, name)
-        assert r.status == "infeasible" and r.x is None and not r.proven_optimal, name
-    assert pruneopt.solve(p.replace(flop_budget=10.0), "exact").proven_optimal
-
-
 def test_dp_refuses_a_coupling_graph_that_is_not_a_chain():
     star = make([2, 2, 2, 2], edges=[(0, 1), (0, 2), (0, 3)], coef=[1, 1, 1], F=20.0)
     with pytest.raises(ValueError, match="chains only"):
@@ -383,25 +355,6 @@ def test_dp_refuses_a_coupling_graph_that_is_not_a_chain():
     with pytest.raises(ValueError, match="cycle"):
         pruneopt.solve(cycle, "dp")
     assert pruneopt.solve(star, "exact").proven_optimal
-
-
-def test_result_contract_fields():
-    p = generate_channels("random", seed=4, groups=5, channels=5, keep_flops=0.4,
-                          collapse=True)
-    for name in AVAILABLE:
-        if name == "dp" and chain_order(p)[0] is None:
-            continue
-        r = pruneopt.solve(p, name)
-        assert r.formulation == "channels" and r.sense == "maximize" and r.solver == name
-        assert r.x.dtype == np.bool_ and r.x.shape == (p.num_channels,)
-        assert set(r.usage) == {"flops", "min_keep_violation"}
-        assert r.objective == p.evaluate(r.x).objective
-        assert r.bound >= r.objective - 1e-12 * abs(r.objective)
-        assert r.backend and r.backend_version and r.seconds > 0
-        if SPECS[name].exact:
-            assert r.proven_optimal and r.options.get("time_limit", "x") is None
-    with pytest.raises(ValueError, match="does not take"):
-        pruneopt.solve(p, "fast", bogus=1)
 
 
 def test_crosscheck_on_channel_problems_has_no_flags():

@@ -54,6 +54,42 @@ def test_generate_writes_the_same_instance_as_the_api(instance):
     assert (p.nnz_budget, p.flop_budget, p.names) == (q.nnz_budget, q.flop_budget, q.names)
 
 
+def test_generate_joint_qp_from_a_trained_network(tmp_path):
+    """``generate joint-qp`` writes the API's network instance, and ``exact`` proves it."""
+    from pruneopt.models.joint_qp_instances import network_problem
+
+    path = tmp_path / "mlp.npz"
+    proc = cli("generate", "joint-qp", "--model", "digits-mlp", "--layers", "fc2,fc3",
+               "--items", 60, "--calibration", 8, "--block-size", 16, "--seed", 3,
+               "--out", path)
+    assert proc.returncode == 0, proc.stderr
+    p = pruneopt.load_problem(path)
+    q = network_problem("digits-mlp", layers=["fc2", "fc3"], items=60, calibration=8,
+                        block_size=16, seed=3)
+    for name in ("X", "w_bar", "group_ptr", "flop_cost", "block_ptr"):
+        np.testing.assert_array_equal(getattr(p, name), getattr(q, name))
+    assert (p.nnz_budget, p.flop_budget, p.ridge) == (q.nnz_budget, q.flop_budget, q.ridge)
+    assert p.nnz_budget == 30 and p.num_samples == 8
+    exact = pruneopt.solve(p, "exact", time_limit=60)
+    oa = pruneopt.solve(p, "oa-highs", time_limit=60)
+    assert exact.proven_optimal
+    assert exact.objective <= oa.objective * (1 + 1e-9) + 1e-12
+    if oa.proven_optimal:
+        assert exact.objective == pytest.approx(oa.objective, rel=1e-8)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["generate", "joint-qp", "--model", "digits-mlp", "--layers", "nope"], "layers"),
+    (["generate", "joint-qp", "--model", "digits-mlp", "--items", "100000"], "items"),
+    (["generate", "joint", "--model", "digits-mlp"], "generate"),
+    (["generate", "joint", "--layers", "fc1"], "layers"),
+])
+def test_generate_joint_qp_bad_input(tmp_path, args, field):
+    proc = cli(*args, "--seed", 0, "--out", tmp_path / "g.npz")
+    assert_one_line_error(proc, field)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_solve_json_and_save_solution(instance, tmp_path):
     out = tmp_path / "sol.npz"
     proc = cli("solve", instance, "--solver", "highs", "--json", "--save-solution", out)
@@ -156,6 +192,43 @@ def test_exported_lp_solves_to_the_same_optimum(instance, tmp_path):
     h.run()
     optimum = brute_force(JointBudgetProblem.load(instance)).optimum
     assert h.getInfo().objective_function_value == pytest.approx(optimum, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------ layering
+NO_TORCH = "import sys; sys.modules['torch'] = None  # any `import torch` now fails\n"
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.parametrize("argv", [None, ["--help"], ["prune", "--help"], ["channels", "--help"],
+                                  ["allocate", "--help"], ["sweep", "--help"]])
+def test_the_cli_does_not_import_torch(argv):
+    """Only models imports torch: the CLI module, its parser and its help pages never do."""
+    code = "import sys, pruneopt.cli\n"
+    if argv is not None:
+        code += (f"try:\n    pruneopt.cli.main({argv!r})\nexcept SystemExit as e:\n"
+                 "    assert e.code == 0, e.code\n")
+    proc = python(code + "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    assert proc.returncode == 0, proc.stderr
+    assert argv is None or "usage: pruneopt" in proc.stdout
+
+
+def test_allocate_from_a_table_runs_without_torch(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("layer,option,loss,nnz,flops\na,0.5,0.5,5,10\na,1.0,0,10,20\n"
+                   "b,0.5,3,5,20\nb,1.0,0,10,40\n")
+    out = tmp_path / "o"
+    proc = python(NO_TORCH + "from pruneopt.cli import main\nraise SystemExit(main(['allocate', "
+                  f"'--table', {str(csv)!r}, '--flops', '0.75', '--solver', 'dp', '--json', "
+                  f"'--out', {str(out)!r}]))\n")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["proven_optimal"] and rec["objective"] == pytest.approx(3.0)
+    assert json.loads((out / "record.json").read_text()) == rec
+    assert sorted(p.name for p in out.iterdir()) == ["problem.npz", "record.json"]
 
 
 def test_solvers_lists_every_solver():

@@ -1,4 +1,4 @@
-"""The ``exact`` solver (solvers/fast/exact_joint.py): every answer is a proof.
+"""The ``exact`` solver (solvers/fast/joint/exact.py): every answer is a proof.
 
 Checked against a strict brute force on tiny instances, against HiGHS at zero gap on generated
 instances up to p = 3e4, under exact rescaling (ImageNet-sized MACs and budgets, tiny scores),

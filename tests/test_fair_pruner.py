@@ -15,7 +15,7 @@ from torch import nn
 
 from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.digits import evaluate_accuracy, load_digits_split, trained_model
-from pruneopt.models.fair_pruner import (_directions, fair_pruner, r_scores, separability,
+from pruneopt.models.fair_pruner import (projection_directions, fair_pruner, r_scores, separability,
                                          tod_counts, u_scores)
 from pruneopt.models.shrink import mask_channels
 from pruneopt.models.structured_decision import StructuredDecision
@@ -118,7 +118,7 @@ def test_sliced_w1_zero_shift_and_permutation():
     v = torch.as_tensor(rng.normal(size=(5, 9)))
     shifted = torch.cat([base, base + v.reshape(1, 5, 3, 3)])
     got = separability(shifted, labels, projections=32, seed=7)
-    theta = _directions(9, 32, 7)
+    theta = projection_directions(9, 32, 7)
     want = (v @ theta.T).abs().mean(1).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-10)
     # channels share the projections: permuting channels permutes the scores

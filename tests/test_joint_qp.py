@@ -25,11 +25,15 @@ import pruneopt
 from pruneopt.formulations.io import load_problem
 from pruneopt.formulations.joint.problem import JointBudgetProblem
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
+from pruneopt.solvers.backends.pyomo_scip import available as scip_available
 from pruneopt.solvers.crosscheck import crosscheck
 from pruneopt.solvers.fast.joint_qp.backsolve import quadratic_objective, restricted_ridge
 from pruneopt.solvers.joint_qp.enumerate import maximal_supports
-from pruneopt.solvers.backends.pyomo_runner import scip_available
-from pruneopt.solvers.registry import available_solvers, solve
+from pruneopt.solvers.registry import available_solvers, solve, solver_specs
+
+from solver_test_helpers import brute_force_qp as brute_force
+from solver_test_helpers import dense_hessian
+from solver_test_helpers import make_qp as make_problem
 
 needs_scip = pytest.mark.skipif(not scip_available(), reason="pyscipopt is not installed")
 
@@ -37,28 +41,6 @@ OBJ_RTOL = 1e-7  # MIQP solvers vs enumeration (see the module docstring)
 
 
 # ------------------------------------------------------------------------------ instances
-def make_problem(*, p=10, n=6, layers=3, blocks=1, seed=0, ridge=0.05, linear=0.0,
-                 keep_nnz=0.5, keep_flops=0.4, zeros=0) -> JointQuadraticProblem:
-    """A random instance: layer sizes ≥ 1, CNN-like MAC costs, optional blocks and a."""
-    rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.choice(np.arange(1, p), layers - 1, replace=False)) if layers > 1 else []
-    sizes = np.diff(np.concatenate(([0], cuts, [p]))).astype(np.int64)
-    costs = rng.choice([1.0, 16.0, 64.0, 256.0], layers)
-    w = rng.standard_normal(p) * 0.3
-    if zeros:
-        w[rng.choice(p, zeros, replace=False)] = 0.0
-    bp = None
-    if blocks > 1:
-        bcuts = np.sort(rng.choice(np.arange(1, p), blocks - 1, replace=False))
-        bp = np.concatenate(([0], bcuts, [p])).astype(np.int64)
-    return JointQuadraticProblem(
-        X=rng.standard_normal((n, p)) * 0.5, w_bar=w, ridge=ridge,
-        linear=linear * rng.standard_normal(p),
-        group_ptr=np.concatenate(([0], np.cumsum(sizes))), flop_cost=costs,
-        nnz_budget=int(keep_nnz * p), flop_budget=keep_flops * float(sizes @ costs),
-        block_ptr=bp)
-
-
 @st.composite
 def tiny_qp_problems(draw, max_items: int = 10) -> JointQuadraticProblem:
     """Tiny instances: empty and one-item layers and blocks, zeros in w̄, n from 0 to 7,
@@ -85,38 +67,6 @@ def tiny_qp_problems(draw, max_items: int = 10) -> JointQuadraticProblem:
         nnz_budget=draw(st.integers(0, p + 2)),
         flop_budget=draw(st.floats(0.0, total + 10.0, allow_nan=False, allow_subnormal=False)),
         block_ptr=None if B == 1 else np.array([0, *bcuts, p]))
-
-
-# ------------------------------------------------------------------------------ brute force
-def dense_hessian(problem) -> np.ndarray:
-    """blockdiag(X_bᵀX_b) + λI, built independently of the solvers (a block mask on XᵀX)."""
-    p = problem.num_items
-    block_of = np.searchsorted(problem.blocks, np.arange(p), side="right")
-    same = block_of[:, None] == block_of[None, :]
-    return (problem.X.T @ problem.X) * same + problem.ridge * np.eye(p)
-
-
-def brute_force(problem):
-    """min over ALL 2^p supports meeting both budgets of the restricted optimum (dense solve);
-    returns (optimum, its w, number of feasible supports)."""
-    p, H, a, wb = problem.num_items, dense_hessian(problem), problem.linear, problem.w_bar
-    K, F = problem.nnz_budget, problem.flop_budget
-    cost = problem.item_cost
-    best, best_w, feasible = math.inf, None, 0
-    for code in range(1 << p):
-        s = ((code >> np.arange(p)) & 1).astype(bool)
-        if s.sum() > K or cost[s].sum() > F + 1e-9 * max(1.0, F):
-            continue
-        feasible += 1
-        d = -wb.copy()
-        d[s] = 0.0
-        if s.any():
-            rhs = -(H[np.ix_(s, ~s)] @ d[~s]) - a[s]
-            d[s] = np.linalg.solve(H[np.ix_(s, s)], rhs)
-        q = 0.5 * d @ H @ d + a @ d
-        if q < best:
-            best, best_w = q, wb + d
-    return best, best_w, feasible
 
 
 def close(a: float, b: float, rel: float, scale: float = 0.0) -> bool:
@@ -222,10 +172,13 @@ def test_pyomo_scip_agrees_with_enumerate(agree_instances, k):
     assert res.gap <= 1e-7, res.message
 
 
-def test_exact_delegates_by_size():
+def test_oa_exact_delegates_by_size():
+    """The former ``exact`` dispatcher, kept as ``oa-exact`` (``exact`` is now the branch and
+    bound of tests/test_joint_qp_exact.py)."""
     small = make_problem(p=9, seed=7)
-    res = solve(small, "exact")
-    assert res.solver == "exact" and res.info["delegate"] == "enumerate" and res.proven_optimal
+    res = solve(small, "oa-exact")
+    assert res.solver == "oa-exact" and res.info["delegate"] == "enumerate" and res.proven_optimal
+    assert solve(small, "exact").objective == pytest.approx(res.objective, rel=1e-9)
 
 
 def test_oa_time_limit_returns_feasible_point_and_valid_bound():
@@ -250,18 +203,21 @@ def test_magnitude_backsolve_is_the_backsolve_on_the_magnitude_projection():
 def test_no_weights():
     problem = JointQuadraticProblem(X=np.zeros((3, 0)), w_bar=np.zeros(0), ridge=1.0,
                                     group_ptr=[0], flop_cost=[], nnz_budget=0, flop_budget=0.0)
-    for name in ("enumerate", "oa-highs", "exact", "magnitude-backsolve"):
-        res = solve(problem, name)
+    for spec in solver_specs(problem):
+        if not spec.available():
+            continue
+        res = solve(problem, spec.name)
         assert res.feasible and res.objective == 0.0 and res.x.shape == (0,)
-        if name != "magnitude-backsolve":
+        if spec.exact:
             assert res.proven_optimal
 
 
 def test_every_exact_solver_is_registered_and_infeasible_never_happens():
     problem = make_problem(p=6, seed=10, keep_nnz=0.0, keep_flops=0.0)  # only w = 0 fits
     names = available_solvers(problem)
-    for name in ("enumerate", "oa-highs", "exact", "magnitude-backsolve"):
+    for name in ("enumerate", "oa-highs", "exact", "oa-exact", "magnitude-backsolve"):
         assert name in names
+    for name in names:
         res = solve(problem, name)
         assert res.status != "infeasible" and res.feasible
         assert np.all(res.x == 0) and res.objective == pytest.approx(problem.objective(res.x))
@@ -425,7 +381,7 @@ def test_good_input_is_frozen_and_float64():
 # ------------------------------------------------------------------------------ crosscheck
 def test_crosscheck_on_a_joint_qp_problem_has_no_flags():
     problem = make_problem(p=10, n=6, seed=20, blocks=2, linear=0.05)
-    names = ["enumerate", "oa-highs", "exact", "magnitude-backsolve"]
+    names = ["enumerate", "oa-highs", "exact", "oa-exact", "magnitude-backsolve"]
     if scip_available():
         names.append("pyomo-scip")
     df = crosscheck(problem, names, options={"pyomo-scip": {"stall_nodes": 2000}})

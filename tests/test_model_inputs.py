@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pruneopt.models.channels import channel_problem
-from pruneopt.models.workflow import resolve_model
+from pruneopt.models.workflows.loading import resolve_model
 
 
 def test_module_function_found_in_the_current_directory(tmp_path, monkeypatch):

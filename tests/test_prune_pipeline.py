@@ -20,7 +20,8 @@ from pruneopt.models.pruning import (
     masks_of,
     prune_network,
 )
-from pruneopt.models.workflow import dataset_for, resolve_model, run_prune
+from pruneopt.models.workflows.loading import dataset_for, resolve_model
+from pruneopt.models.workflows.prune import run_prune
 
 
 @pytest.fixture(scope="module")

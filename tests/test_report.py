@@ -16,9 +16,13 @@ import pandas as pd
 import pytest
 
 import pruneopt
-from pruneopt.reports import gap_report
-from pruneopt.reports.gap_report import (ROW_COLUMNS, add_best_bound_gaps, build_report,
-                                         build_study, write_atomic)
+from pruneopt.formulations.files import atomic_write
+from pruneopt.reports.build import build_report
+from pruneopt.reports.rendering.html import render_html
+from pruneopt.reports.rendering.markdown import render_markdown
+from pruneopt.reports.studies.jobs import SOLVER_MAX_ITEMS
+from pruneopt.reports.studies.joint_study import (BUDGETS, ROW_COLUMNS, add_best_bound_gaps,
+                                                  build_study)
 from pruneopt.solvers.registry import solver_specs
 
 EXPECTED_COLUMNS = {
@@ -165,13 +169,13 @@ def test_full_study_shape():
     assert {300, 2000, 20000, 268_336} <= sizes
     for j in jobs:
         for name in j.solvers:
-            cap = gap_report.SOLVER_MAX_ITEMS.get(name)
+            cap = SOLVER_MAX_ITEMS.get(name)
             assert cap is None or j.p <= cap, (name, j.p)
         assert "falcon" in j.solvers
         if j.instance.shape == "random":
             assert 8 <= j.instance.layers <= 20
     assert {j.instance.dist for j in jobs if j.p == 300} == {"kaiming", "lognormal", "ties"}
-    assert {(j.instance.keep_nnz, j.instance.keep_flops) for j in jobs} == set(gap_report.BUDGETS)
+    assert {(j.instance.keep_nnz, j.instance.keep_flops) for j in jobs} == set(BUDGETS)
 
 
 # ------------------------------------------------------------------------------ best-bound arithmetic
@@ -216,15 +220,57 @@ def test_flagged_rows_are_called_out():
     ]).assign(kind="exact", shape="random", p=10, layers=2, dist="kaiming", keep_nnz=0.5,
               keep_flops=0.4, time_limit=1.0, seconds=0.1, status="optimal", backend="b",
               backend_version="1"))
-    md = gap_report.render_markdown(rows, {"seed": 0})
+    md = render_markdown(rows, {"seed": 0})
     assert "CROSS-CHECK FAILED" in md and "Flagged runs" in md
-    page = gap_report.render_html(rows, {"seed": 0}, {})
+    page = render_html(rows, {"seed": 0}, {})
     assert 'class="alert"' in page
 
 
 def test_write_atomic_replaces_whole_file(tmp_path):
     target = tmp_path / "f.txt"
-    write_atomic(str(target), "one")
-    write_atomic(str(target), b"two")
+    atomic_write(str(target), "one")
+    atomic_write(str(target), b"two")
     assert target.read_text() == "two"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+# ------------------------------------------------------------------------------ layout
+def test_rendering_and_config_import_no_torch():
+    """Rendering never imports torch or pruneopt.models; checking a config or running a sweep
+    of instances does not import torch either (DESIGN §1)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import pruneopt.reports.rendering.html, pruneopt.reports.rendering.markdown\n"
+        "assert not [m for m in sys.modules if m == 'torch' or m.startswith('pruneopt.models')]\n"
+        "assert not [m for m in sys.modules if m.startswith('pruneopt.reports.studies')]\n"
+        "import pruneopt.reports.studies.config, pruneopt.reports.studies.sweep\n"
+        "import pruneopt.reports.studies.joint_study\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert 'pruneopt.models.study_jobs' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_network_miqp_table_measures_each_method_against_the_best_bound():
+    """Hand-computed: best Q 2.0 (exact), best certified bound 1.9 (exact's)."""
+    from pruneopt.reports.rendering.tables import network_miqp_table
+
+    base = {"job_id": "j", "job_kind": "instance", "formulation": "joint-qp",
+            "size": "digits-mlp", "p": 6464, "keep_nnz": 0.4, "budget": 0.35, "feasible": True}
+    rows = pd.DataFrame([
+        {**base, "solver": "exact", "status": "time_limit", "objective": 2.0, "bound": 1.9,
+         "seconds": 30.0},
+        {**base, "solver": "falcon", "status": "feasible", "objective": 2.19, "bound": 1.0,
+         "seconds": 0.2},
+        {**base, "solver": "magnitude", "status": "feasible", "objective": 2.38,
+         "bound": float("nan"), "seconds": 0.01},
+        {**base, "job_id": "k", "size": "12", "solver": "exact", "status": "optimal",
+         "objective": 1.0, "bound": 1.0, "seconds": 0.1},  # a numeric size: not a network
+    ])
+    table = network_miqp_table(rows)
+    assert list(table["solver"]) == ["exact", "falcon", "magnitude"]
+    assert list(table["excess over best Q"]) == ["0", "0.1", "0.2"]
+    assert list(table["excess over certified bound"]) == ["0.053", "0.15", "0.25"]

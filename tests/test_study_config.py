@@ -11,13 +11,9 @@ import pytest
 
 from pruneopt.cli import main
 from pruneopt.models.defaults import METHODS
-from pruneopt.reports.study_config import (
-    NETWORK_MODELS,
-    build_instance,
-    known_methods,
-    load_config,
-    parse_config,
-)
+from pruneopt.reports.studies.config import NETWORK_MODELS, load_config, parse_config
+from pruneopt.reports.studies.instances import build_instance
+from pruneopt.reports.studies.networks import known_methods
 
 GOOD = {
     "study": {"name": "t", "seed": 0, "time_limit": 5.0},
@@ -149,6 +145,24 @@ def test_defaults_every_formulation_builds():
     assert (a.X == b.X).all()
 
 
+def test_joint_qp_of_a_whole_network_is_the_models_instance():
+    """A joint-qp block sized by a network name builds network_problem's instance."""
+    from pruneopt.models.joint_qp_instances import network_problem
+
+    config = parse_config({"instances": [
+        {"formulation": "joint-qp", "sizes": ["digits-mlp"], "budgets": [0.35],
+         "keep_nnz": 0.4, "samples": 8, "block_size": 64, "solvers": ["falcon"]}]})
+    (job,) = config.jobs
+    problem = build_instance(job)
+    expect = network_problem("digits-mlp", calibration=8, block_size=64, keep_nnz=0.4,
+                             keep_flops=0.35, seed=job.seed)
+    assert problem.num_items == expect.num_items == 6464 and problem.num_samples == 8
+    assert (problem.X == expect.X).all() and (problem.block_ptr == expect.block_ptr).all()
+    with pytest.raises(ValueError, match=r"instances\[0\]\.sizes"):
+        parse_config({"instances": [{"formulation": "joint-qp", "sizes": ["resnet20"],
+                                     "budgets": [0.5]}]})
+
+
 def test_network_defaults_accept_every_method():
     config = parse_config({"networks": [{"model": "digits-cnn", "flops": 0.5}]})
     assert sorted(j.method for j in config.jobs) == sorted(known_methods())
@@ -226,7 +240,7 @@ def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
 def test_documented_examples_parse():
     import textwrap
 
-    from pruneopt.reports import study_config
+    from pruneopt.reports.studies import config as study_config
 
     doc = study_config.__doc__
     block = doc[doc.index("::\n\n") + 4:doc.index("**Size parameter")]

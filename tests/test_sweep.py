@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from sweep_helpers import RecordingRunner, side_counts, side_entries, tiny_jobs
 
-from pruneopt.reports.study_config import NETWORK_RUNNERS, SweepJob
-from pruneopt.reports.sweep import SWEEP_COLUMNS, RowsFile, read_rows, run_sweep
+from pruneopt.reports.studies.jobs import SweepJob
+from pruneopt.reports.studies.networks import NETWORK_RUNNERS
+from pruneopt.reports.studies.rows import SWEEP_COLUMNS, RowsFile, read_rows
+from pruneopt.reports.studies.sweep import run_sweep
 
 
 def _check_once(out, jobs) -> pd.DataFrame:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from pruneopt.formulations.allocation.problem import AllocationProblem
+from pruneopt.formulations.checks import fraction
 from pruneopt.formulations.network_shapes import NETWORKS, layer_arrays
+from pruneopt.formulations.sampling import stage_costs
 
 SHAPES = ("random",) + tuple(NETWORKS)
 
@@ -35,13 +37,7 @@ def random_allocation_layers(rng: np.random.Generator, layers: int):
     if layers < 1:
         raise ValueError(f"layers: must be >= 1, got {layers}")
     sizes = np.rint(10.0 ** rng.uniform(3.0, np.log10(2e6), layers)).astype(np.int64)
-    resolutions = np.array([32, 16, 8, 4])
-    stage = np.minimum((np.arange(layers) * resolutions.size) // max(layers - 1, 1),
-                       resolutions.size - 1)
-    costs = (resolutions[stage] ** 2).astype(np.float64)
-    if layers > 1:
-        costs[-1] = 1.0  # a classifier
-    return [f"layer{g}" for g in range(layers)], sizes, costs
+    return [f"layer{g}" for g in range(layers)], sizes, stage_costs(layers)
 
 
 def generate_allocation(layers: int = 20, options: int = 10, seed: int = 0, *,
@@ -53,8 +49,7 @@ def generate_allocation(layers: int = 20, options: int = 10, seed: int = 0, *,
     if not noise >= 0:
         raise ValueError(f"noise: must be >= 0, got {noise}")
     for name, frac in (("keep_nnz", keep_nnz), ("keep_flops", keep_flops)):
-        if frac is not None and not (0.0 <= frac <= 1.0):
-            raise ValueError(f"{name}: must be a fraction in [0, 1] or None, got {frac}")
+        fraction(frac, name, low_open=False, optional=True, got=f"{frac}")
     rng = np.random.default_rng(seed)
     if shape == "random":
         names, sizes, costs = random_allocation_layers(rng, layers)

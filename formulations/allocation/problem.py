@@ -44,109 +44,79 @@ arguments of ``from_csv`` (absolute, or as fractions of the densest choice).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from pruneopt.formulations.common import (
-    Evaluation,
-    check_finite_nonnegative,
-    load_npz_strict,
-    read_scalar,
-    save_npz_atomic,
-)
-from pruneopt.formulations.joint.problem import (
-    _int_vector,
-    _real_scalar,
-    _real_vector,
-    _require_dtype,
-)
+from pruneopt.formulations.base import Formulation, datum
+from pruneopt.formulations.checks import check_pointer, fraction, int_scalar, real_scalar
+from pruneopt.formulations.common import Evaluation
+from pruneopt.formulations.files import atomic_write
 
-FORMULATION = "allocation"
 NO_NNZ_BUDGET = -1  # the stored value of an absent NNZ budget
 CSV_COLUMNS = ("layer", "option", "loss", "nnz", "flops")
 
 
+def _nnz_budget(value, name: str) -> int:
+    """K, or -1 for no NNZ budget (given as None, -1 or inf)."""
+    if value is None or (isinstance(value, float | np.floating) and value == math.inf):
+        return NO_NNZ_BUDGET
+    k = int_scalar(value, name)
+    if k < NO_NNZ_BUDGET:
+        raise ValueError(f"{name}: must be >= 0, or -1 for no budget, got {k}")
+    return k
+
+
+def _flop_budget(value, name: str) -> float:
+    """F, or inf for no FLOP budget (given as None or inf)."""
+    if value is None:
+        return math.inf
+    f = real_scalar(value, name)
+    if math.isnan(f) or f < 0:
+        raise ValueError(f"{name}: must be >= 0 (or inf/None for no budget), got {value!r}")
+    return f
+
+
 @dataclass(frozen=True, eq=False)
-class AllocationProblem:
+class AllocationProblem(Formulation):
     """Problem data of the layer budget allocation (see the module docstring for the program)."""
 
-    loss: np.ndarray
-    nnz: np.ndarray
-    flops: np.ndarray
-    option_ptr: np.ndarray
-    nnz_budget: int = NO_NNZ_BUDGET
-    flop_budget: float = math.inf
-    names: tuple[str, ...] | None = None
-    option_labels: np.ndarray | None = None
+    loss: np.ndarray = datum("real")
+    nnz: np.ndarray = datum("int", per="option", bound=">= 0")
+    flops: np.ndarray = datum("real", per="option", bound=">= 0")
+    option_ptr: np.ndarray = datum("int")
+    nnz_budget: int = datum("int", 0, coerce=_nnz_budget, default=NO_NNZ_BUDGET)
+    flop_budget: float = datum("real", 0, coerce=_flop_budget, default=math.inf)
+    names: tuple[str, ...] | None = datum("names", per="layer", optional=True)
+    option_labels: np.ndarray | None = datum("real", per="option", optional=True)
     _layer_of: np.ndarray = field(init=False, repr=False, compare=False)
 
-    kind: ClassVar[str] = FORMULATION
+    kind: ClassVar[str] = "allocation"
     sense: ClassVar[str] = "minimize"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "loss", _real_vector(self.loss, "loss"))
-        object.__setattr__(self, "nnz", _int_vector(self.nnz, "nnz"))
-        object.__setattr__(self, "flops", _real_vector(self.flops, "flops"))
-        object.__setattr__(self, "option_ptr", _int_vector(self.option_ptr, "option_ptr"))
-        object.__setattr__(self, "nnz_budget", _nnz_budget(self.nnz_budget))
-        object.__setattr__(self, "flop_budget", _flop_budget(self.flop_budget))
-        if self.names is not None:
-            if isinstance(self.names, str):
-                raise ValueError("names: must be a sequence of layer names, got one string")
-            object.__setattr__(self, "names", tuple(str(n) for n in self.names))
-        if self.option_labels is not None:
-            object.__setattr__(self, "option_labels",
-                               _real_vector(self.option_labels, "option_labels"))
-        self.validate()
+    def _derive(self) -> None:
         layer_of = np.repeat(np.arange(self.num_layers, dtype=np.int64), self.option_counts)
         layer_of.setflags(write=False)
         object.__setattr__(self, "_layer_of", layer_of)
 
-    # ----------------------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise ``ValueError`` ("field: message") if the data do not define a problem."""
-        e, n, f, ptr = self.loss, self.nnz, self.flops, self.option_ptr
-        if not np.all(np.isfinite(e)):
-            raise ValueError("loss: contains NaN or inf")
-        if n.size != e.size:
-            raise ValueError(f"nnz: needs one entry per option ({e.size}), has {n.size}")
-        if f.size != e.size:
-            raise ValueError(f"flops: needs one entry per option ({e.size}), has {f.size}")
-        if np.any(n < 0):
-            raise ValueError(f"nnz: must be >= 0 (found {int(n.min())})")
-        check_finite_nonnegative(f, "flops")
-        if ptr.size < 2:
-            raise ValueError("option_ptr: must have L+1 >= 2 entries (at least one layer)")
-        if ptr[0] != 0:
-            raise ValueError(f"option_ptr: must start at 0, starts at {int(ptr[0])}")
-        sizes = np.diff(ptr)
-        if np.any(sizes <= 0):
-            g = int(np.flatnonzero(sizes <= 0)[0])
-            raise ValueError(f"option_ptr: layer {g} has no options (every layer needs one or "
-                             "more; the pointer must be strictly increasing)")
-        if ptr[-1] != e.size:
-            raise ValueError(
-                f"option_ptr: must end at the number of options n={e.size}, ends at {int(ptr[-1])}"
-            )
-        L = ptr.size - 1
-        if self.names is not None and len(self.names) != L:
-            raise ValueError(f"names: needs one name per layer (L={L}), has {len(self.names)}")
-        if self.option_labels is not None:
-            lab = self.option_labels
-            if lab.size != e.size:
-                raise ValueError(f"option_labels: needs one entry per option ({e.size}), "
-                                 f"has {lab.size}")
-            if not np.all(np.isfinite(lab)):
-                raise ValueError("option_labels: contains NaN or inf")
+        self.check_values()
+        check_pointer(self.option_ptr, "option_ptr", self.num_options, of="options n",
+                      members="options")
+        self.check_lengths()
+
+    def dimensions(self) -> dict[str, tuple[str, int]]:
+        return {"option": ("n", self.num_options), "layer": ("L", self.num_layers)}
 
     # ----------------------------------------------------------------------------- shape
     @property
     def num_layers(self) -> int:
+        """L, the number of layers."""
         return int(self.option_ptr.size - 1)
 
     @property
@@ -259,14 +229,6 @@ class AllocationProblem:
             limits={"nnz": self.nnz_limit, "flops": self.flop_limit},
         )
 
-    def is_feasible(self, x, tol: float = 1e-9) -> bool:
-        """True when x is a decision (one option per layer) meeting both budgets (relative tol)."""
-        try:
-            ev = self.evaluate(x)
-        except ValueError:
-            return False
-        return ev.is_feasible(tol)
-
     # ----------------------------------------------------------------------------- construction
     @classmethod
     def from_layers(cls, loss, nnz, flops, nnz_budget=None, flop_budget=None, *, names=None,
@@ -295,51 +257,7 @@ class AllocationProblem:
             option_labels=None if option_labels is None else flat(option_labels),
         )
 
-    # ----------------------------------------------------------------------------- exchange
-    def save(self, path: str | os.PathLike) -> None:
-        arrays = {
-            "formulation": np.array(FORMULATION),
-            "loss": self.loss,
-            "nnz": self.nnz,
-            "flops": self.flops,
-            "option_ptr": self.option_ptr,
-            "nnz_budget": np.int64(self.nnz_budget),
-            "flop_budget": np.float64(self.flop_budget),
-        }
-        if self.names is not None:
-            arrays["names"] = np.array(self.names, dtype=np.str_)
-        if self.option_labels is not None:
-            arrays["option_labels"] = self.option_labels
-        save_npz_atomic(path, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> AllocationProblem:
-        data = load_npz_strict(path, FORMULATION)
-        required = ("loss", "nnz", "flops", "option_ptr", "nnz_budget", "flop_budget")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"{missing[0]}: missing from {os.fspath(path)}")
-        _require_dtype(data["loss"], "loss", "f")
-        _require_dtype(data["nnz"], "nnz", "iu")
-        _require_dtype(data["flops"], "flops", "f")
-        _require_dtype(data["option_ptr"], "option_ptr", "iu")
-        names = None
-        if "names" in data:
-            if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
-                raise ValueError("names: must be a 1-D array of strings")
-            names = tuple(data["names"].tolist())
-        labels = None
-        if "option_labels" in data:
-            _require_dtype(data["option_labels"], "option_labels", "f")
-            labels = data["option_labels"]
-        return cls(
-            loss=data["loss"], nnz=data["nnz"], flops=data["flops"],
-            option_ptr=data["option_ptr"],
-            nnz_budget=read_scalar(data["nnz_budget"], "nnz_budget", "iu"),
-            flop_budget=read_scalar(data["flop_budget"], "flop_budget", "iuf"),
-            names=names, option_labels=labels,
-        )
-
+    # ----------------------------------------------------------------------------- loss table
     def layer_names(self) -> tuple[str, ...]:
         """``names``, or layer0, layer1, .. when the problem has none."""
         return self.names if self.names is not None else tuple(
@@ -356,20 +274,13 @@ class AllocationProblem:
                   (np.arange(self.num_options) - np.repeat(self.option_ptr[:-1],
                                                            self.option_counts)).tolist())
         layer_of = self.layer_of_option.tolist()
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(suffix=".csv", dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(CSV_COLUMNS)
-                for i, (e, n, f) in enumerate(zip(self.loss.tolist(), self.nnz.tolist(),
-                                                  self.flops.tolist())):
-                    w.writerow((names[layer_of[i]], repr(labels[i]), repr(e), n, repr(f)))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        out = io.StringIO(newline="")
+        w = csv.writer(out)
+        w.writerow(CSV_COLUMNS)
+        for i, (e, n, f) in enumerate(zip(self.loss.tolist(), self.nnz.tolist(),
+                                          self.flops.tolist())):
+            w.writerow((names[layer_of[i]], repr(labels[i]), repr(e), n, repr(f)))
+        atomic_write(path, out.getvalue())
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, *, nnz_budget=None, flop_budget=None,
@@ -425,10 +336,10 @@ class AllocationProblem:
         problem = cls(loss=cols[1], nnz=cols[2].astype(np.int64), flops=cols[3], option_ptr=ptr,
                       names=tuple(order), option_labels=cols[0])
         if keep_nnz is not None:
-            _check_fraction(keep_nnz, "keep_nnz")
+            fraction(keep_nnz, "keep_nnz", low_open=False)
             nnz_budget = int(np.floor(keep_nnz * problem.dense_nnz))
         if keep_flops is not None:
-            _check_fraction(keep_flops, "keep_flops")
+            fraction(keep_flops, "keep_flops", low_open=False)
             flop_budget = float(keep_flops * problem.dense_flops)
         return cls(loss=problem.loss, nnz=problem.nnz, flops=problem.flops, option_ptr=ptr,
                    nnz_budget=nnz_budget, flop_budget=flop_budget, names=problem.names,
@@ -491,41 +402,7 @@ def integer_budget(value: float) -> int:
     return int(math.floor(value + BUDGET_SLACK * max(1.0, abs(value))))
 
 
-# --------------------------------------------------------------------------------- coercion
-def _nnz_budget(value) -> int:
-    if value is None:
-        return NO_NNZ_BUDGET
-    if isinstance(value, bool | np.bool_):
-        raise ValueError("nnz_budget: must be an integer, got a bool")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"nnz_budget: must be an integer, got {value!r}") from None
-    if f == math.inf:
-        return NO_NNZ_BUDGET
-    if not math.isfinite(f) or f != math.floor(f):
-        raise ValueError(
-            f"nnz_budget: must be an integer (or -1/None for no budget), got {value!r}")
-    k = int(value) if isinstance(value, int | np.integer) else int(f)
-    if k < NO_NNZ_BUDGET:
-        raise ValueError(f"nnz_budget: must be >= 0, or -1 for no budget, got {k}")
-    return k
-
-
-def _flop_budget(value) -> float:
-    if value is None:
-        return math.inf
-    f = _real_scalar(value, "flop_budget")
-    if math.isnan(f) or f < 0:
-        raise ValueError(f"flop_budget: must be >= 0 (or inf/None for no budget), got {value!r}")
-    return f
-
-
-def _check_fraction(value, name: str) -> None:
-    if not (isinstance(value, int | float | np.integer | np.floating) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name}: must be a fraction in [0, 1], got {value!r}")
-
-
+# --------------------------------------------------------------------------------- csv cells
 def _csv_number(text: str, column: str, lineno: int) -> float:
     try:
         return float(text)

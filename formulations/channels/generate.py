@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pruneopt.formulations.channels.problem import ChannelProblem
+from pruneopt.formulations.checks import fraction
+from pruneopt.formulations.sampling import DISTRIBUTIONS, random_scores
 
 SHAPES = ("chain", "resnet20", "resnet56", "resnet50", "random")
-DISTRIBUTIONS = ("kaiming", "uniform", "lognormal", "exponential", "ties")
 
 
 @dataclass
@@ -177,15 +178,7 @@ def _scores(rng: np.random.Generator, dist: str, bld: _Builder) -> np.ndarray:
                 s += rng.gamma(f / 2.0, 4.0 / f, size=n)
             out.append(s)
         return np.concatenate(out)
-    if dist == "uniform":
-        return rng.random(N)
-    if dist == "lognormal":
-        return np.exp(2.0 * rng.standard_normal(N))
-    if dist == "exponential":
-        return rng.exponential(1.0, N)
-    if dist == "ties":
-        return rng.integers(0, 10, N).astype(np.float64)
-    raise ValueError(f"dist: unknown distribution '{dist}' (known: {', '.join(DISTRIBUTIONS)})")
+    return random_scores(rng, dist, N)
 
 
 def generate_channels(shape: str = "resnet20", seed: int = 0, keep_flops: float = 0.5,
@@ -197,8 +190,7 @@ def generate_channels(shape: str = "resnet20", seed: int = 0, keep_flops: float 
         raise ValueError(f"shape: unknown shape '{shape}' (known: {', '.join(SHAPES)})")
     if dist not in DISTRIBUTIONS:
         raise ValueError(f"dist: unknown distribution '{dist}' (known: {', '.join(DISTRIBUTIONS)})")
-    if not (0.0 <= keep_flops <= 1.0):
-        raise ValueError(f"keep_flops: must be a fraction in [0, 1], got {keep_flops}")
+    fraction(keep_flops, "keep_flops", low_open=False, got=f"{keep_flops}")
     rng = np.random.default_rng(seed)
     bld = _Builder()
     min_keep = blocks = None

@@ -42,131 +42,85 @@ scalar ≥ 0 (F); ``min_keep`` int64[G] (0 ≤ m_g ≤ n_g); ``blocks`` int64[G]
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from pruneopt.formulations.common import (
-    Evaluation,
-    as_binary_vector,
-    check_finite_nonnegative,
-    load_npz_strict,
-    read_scalar,
-    save_npz_atomic,
-    segment_count,
-    segment_sum_selected,
-)
+from pruneopt.formulations.base import Formulation, datum
+from pruneopt.formulations.checks import check_pointer, int_array
+from pruneopt.formulations.common import Evaluation, segment_count, segment_sum_selected
 
-FORMULATION = "channels"
+
+def _edge_array(value, name: str) -> np.ndarray:
+    """The (E, 2) edge list; an empty sequence is no edge."""
+    edges = np.asarray(value)
+    return int_array(np.zeros((0, 2), dtype=np.int64) if edges.size == 0 else edges, name, 2)
+
+
+def _groups(problem: ChannelProblem) -> int:
+    return max(int(problem.channel_ptr.size) - 1, 0)
 
 
 @dataclass(frozen=True, eq=False)
-class ChannelProblem:
+class ChannelProblem(Formulation):
     """Problem data of structured channel selection (see the module docstring for the program)."""
 
-    scores: np.ndarray
-    channel_ptr: np.ndarray
-    edges: np.ndarray
-    edge_coef: np.ndarray
-    linear_coef: np.ndarray
-    const: float
-    flop_budget: float
-    min_keep: np.ndarray | None = None  # default: 1 in every group
-    blocks: np.ndarray | None = None  # default: no collapsible block
-    names: tuple[str, ...] | None = None
+    scores: np.ndarray = datum("real", bound=">= 0")
+    channel_ptr: np.ndarray = datum("int")
+    edges: np.ndarray = datum("int", 2, coerce=_edge_array)
+    edge_coef: np.ndarray = datum("real", per="edge", bound=">= 0")
+    linear_coef: np.ndarray = datum("real", per="group", bound=">= 0")
+    const: float = datum("real", 0, bound=">= 0")
+    flop_budget: float = datum("real", 0, bound=">= 0")
+    # default: 1 in every group
+    min_keep: np.ndarray | None = datum(
+        "int", per="group", optional=True,
+        fill=lambda problem: np.ones(_groups(problem), dtype=np.int64))
+    # default: no collapsible block
+    blocks: np.ndarray | None = datum(
+        "int", per="group", optional=True,
+        fill=lambda problem: np.full(_groups(problem), -1, dtype=np.int64))
+    names: tuple[str, ...] | None = datum("names", per="group", optional=True)
     _cache: dict = field(init=False, repr=False, compare=False)
 
-    kind: ClassVar[str] = FORMULATION
+    kind: ClassVar[str] = "channels"
     sense: ClassVar[str] = "maximize"
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "scores", _real_vector(self.scores, "scores"))
-        set_(self, "channel_ptr", _int_array(self.channel_ptr, "channel_ptr", 1))
-        edges = np.asarray(self.edges)
-        if edges.size == 0:
-            edges = np.zeros((0, 2), dtype=np.int64)
-        set_(self, "edges", _int_array(edges, "edges", 2))
-        set_(self, "edge_coef", _real_vector(self.edge_coef, "edge_coef"))
-        set_(self, "linear_coef", _real_vector(self.linear_coef, "linear_coef"))
-        set_(self, "const", _real_scalar(self.const, "const"))
-        set_(self, "flop_budget", _real_scalar(self.flop_budget, "flop_budget"))
-        G = max(int(self.channel_ptr.size) - 1, 0)
-        if self.min_keep is None:
-            set_(self, "min_keep", _frozen(np.ones(G, dtype=np.int64)))
-        else:
-            set_(self, "min_keep", _int_array(self.min_keep, "min_keep", 1))
-        if self.blocks is None:
-            set_(self, "blocks", _frozen(np.full(G, -1, dtype=np.int64)))
-        else:
-            set_(self, "blocks", _int_array(self.blocks, "blocks", 1))
-        if self.names is not None:
-            if isinstance(self.names, str):
-                raise ValueError("names: must be a sequence of strings, one per group")
-            set_(self, "names", tuple(str(n) for n in self.names))
-        self.validate()
-        set_(self, "_cache", {})
-        self._derive()
 
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise ``ValueError`` naming the offending field if the data do not define a problem."""
-        s, ptr = self.scores, self.channel_ptr
-        check_finite_nonnegative(s, "scores")
-        if ptr.size < 2:
-            raise ValueError("channel_ptr: must have G+1 >= 2 entries (at least one group)")
-        if ptr[0] != 0:
-            raise ValueError(f"channel_ptr: must start at 0, starts at {int(ptr[0])}")
-        if np.any(np.diff(ptr) <= 0):
-            raise ValueError("channel_ptr: must be strictly increasing (every group needs a "
-                             "channel; empty groups are not allowed)")
-        if ptr[-1] != s.size:
-            raise ValueError(
-                f"channel_ptr: must end at the number of scores N={s.size}, ends at {int(ptr[-1])}")
-        G = ptr.size - 1
-        n = np.diff(ptr)
+        self.check_values()
+        check_pointer(self.channel_ptr, "channel_ptr", self.num_channels, of="scores N",
+                      part="group", count="G", members="channels")
+        G = self.num_groups
         e = self.edges
-        if e.ndim != 2 or e.shape[1] != 2:
+        if e.shape[1] != 2:
             raise ValueError(f"edges: must have shape (E, 2), got {e.shape}")
         if e.size and (e.min() < 0 or e.max() >= G):
             raise ValueError(f"edges: group indices must lie in 0..{G - 1}")
-        if self.edge_coef.size != e.shape[0]:
-            raise ValueError(
-                f"edge_coef: needs one entry per edge (E={e.shape[0]}), has {self.edge_coef.size}")
-        check_finite_nonnegative(self.edge_coef, "edge_coef")
-        if self.linear_coef.size != G:
-            raise ValueError(
-                f"linear_coef: needs one entry per group (G={G}), has {self.linear_coef.size}")
-        check_finite_nonnegative(self.linear_coef, "linear_coef")
-        if not np.isfinite(self.const) or self.const < 0:
-            raise ValueError(f"const: must be finite and >= 0, got {self.const}")
-        if not np.isfinite(self.flop_budget) or self.flop_budget < 0:
-            raise ValueError(f"flop_budget: must be finite and >= 0, got {self.flop_budget}")
-        m = self.min_keep
-        if m.size != G:
-            raise ValueError(f"min_keep: needs one entry per group (G={G}), has {m.size}")
+        self.check_lengths()
+        m, n = self.min_keep, np.diff(self.channel_ptr)
         if np.any(m < 0) or np.any(m > n):
             bad = int(np.flatnonzero((m < 0) | (m > n))[0])
             raise ValueError(
                 f"min_keep: must lie in 0..n_g; group {bad} has min_keep {int(m[bad])} and "
                 f"{int(n[bad])} channels")
         b = self.blocks
-        if b.size != G:
-            raise ValueError(f"blocks: needs one entry per group (G={G}), has {b.size}")
         if np.any(b < -1):
             raise ValueError("blocks: entries must be -1 (no block) or a block id >= 0")
         ids = np.unique(b[b >= 0])
         if ids.size and not np.array_equal(ids, np.arange(ids.size)):
             raise ValueError(f"blocks: block ids must be 0..B-1 with every id used, got "
                              f"{ids.tolist()}")
-        if self.names is not None and len(self.names) != G:
-            raise ValueError(f"names: needs one name per group (G={G}), has {len(self.names)}")
+
+    def dimensions(self) -> dict[str, tuple[str, int]]:
+        return {"group": ("G", self.num_groups), "edge": ("E", self.num_edges)}
 
     def _derive(self) -> None:
         """Read-only derived arrays: sizes, per-group descending order, value tables, pairs."""
-        c = self._cache
+        c = {}
+        object.__setattr__(self, "_cache", c)
         ptr, s = self.channel_ptr, self.scores
         G, n = self.num_groups, np.diff(ptr)
         group_of = np.repeat(np.arange(G, dtype=np.int64), n)
@@ -276,8 +230,7 @@ class ChannelProblem:
     # ----------------------------------------------------------------------------- counts
     def counts(self, z) -> np.ndarray:
         """k_g = number of kept channels of each group (int64[G])."""
-        zb = as_binary_vector(z, self.num_channels)
-        return segment_count(zb, self.channel_ptr)
+        return segment_count(self.canonical(z), self.channel_ptr)
 
     def _counts_array(self, k) -> np.ndarray:
         arr = np.asarray(k)
@@ -343,7 +296,7 @@ class ChannelProblem:
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, x) -> Evaluation:
         """Objective Σ s·z and constraint usage (FLOPs, min-keep shortfall), in float64."""
-        zb = as_binary_vector(x, self.num_channels)
+        zb = self.canonical(x)
         k = segment_count(zb, self.channel_ptr)
         return Evaluation(
             objective=segment_sum_selected(self.scores, zb, self.channel_ptr),
@@ -351,70 +304,6 @@ class ChannelProblem:
                    "min_keep_violation": float(self.min_keep_violation(k))},
             limits={"flops": float(self.flop_budget), "min_keep_violation": 0.0},
         )
-
-    def canonical(self, x) -> np.ndarray:
-        """A 0/1 decision as a bool array of length N (raises ``ValueError`` otherwise)."""
-        return as_binary_vector(x, self.num_channels)
-
-    def is_feasible(self, x, tol: float = 1e-9) -> bool:
-        try:
-            ev = self.evaluate(x)
-        except ValueError:
-            return False
-        return ev.is_feasible(tol)
-
-    # ----------------------------------------------------------------------------- exchange
-    def save(self, path: str | os.PathLike) -> None:
-        arrays = {
-            "formulation": np.array(FORMULATION),
-            "scores": self.scores,
-            "channel_ptr": self.channel_ptr,
-            "edges": self.edges.reshape(-1, 2),
-            "edge_coef": self.edge_coef,
-            "linear_coef": self.linear_coef,
-            "const": np.float64(self.const),
-            "flop_budget": np.float64(self.flop_budget),
-            "min_keep": self.min_keep,
-            "blocks": self.blocks,
-        }
-        if self.names is not None:
-            arrays["names"] = np.array(self.names, dtype=np.str_)
-        save_npz_atomic(path, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ChannelProblem:
-        data = load_npz_strict(path, FORMULATION)
-        required = ("scores", "channel_ptr", "edges", "edge_coef", "linear_coef", "const",
-                    "flop_budget")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"{missing[0]}: missing from {os.fspath(path)}")
-        for name in ("scores", "edge_coef", "linear_coef"):
-            _require_dtype(data[name], name, "f")
-        for name in ("channel_ptr", "edges", "min_keep", "blocks"):
-            if name in data:
-                _require_dtype(data[name], name, "iu")
-        names = None
-        if "names" in data:
-            if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
-                raise ValueError("names: must be a 1-D array of strings")
-            names = tuple(data["names"].tolist())
-        return cls(
-            scores=data["scores"], channel_ptr=data["channel_ptr"], edges=data["edges"],
-            edge_coef=data["edge_coef"], linear_coef=data["linear_coef"],
-            const=read_scalar(data["const"], "const", "iuf"),
-            flop_budget=read_scalar(data["flop_budget"], "flop_budget", "iuf"),
-            min_keep=data.get("min_keep"), blocks=data.get("blocks"), names=names,
-        )
-
-    def replace(self, **changes) -> ChannelProblem:
-        """A copy with some fields changed (validated again)."""
-        fields = dict(scores=self.scores, channel_ptr=self.channel_ptr, edges=self.edges,
-                      edge_coef=self.edge_coef, linear_coef=self.linear_coef, const=self.const,
-                      flop_budget=self.flop_budget, min_keep=self.min_keep, blocks=self.blocks,
-                      names=self.names)
-        fields.update(changes)
-        return ChannelProblem(**fields)
 
     # ----------------------------------------------------------------------------- declarations
     def to_pyomo(self, form: str = "layered", score_scale: float = 1.0, cost_unit: float = 1.0,
@@ -451,45 +340,3 @@ class ChannelProblem:
     def __repr__(self) -> str:
         return (f"ChannelProblem(N={self.num_channels}, G={self.num_groups}, E={self.num_edges}, "
                 f"blocks={self.num_blocks}, flop_budget={self.flop_budget:.6g})")
-
-
-# --------------------------------------------------------------------------------- coercion
-def _frozen(arr: np.ndarray) -> np.ndarray:
-    arr.setflags(write=False)
-    return arr
-
-
-def _real_vector(value, name: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: must be an array of real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: must be 1-D, got shape {arr.shape}")
-    return _frozen(np.array(arr, dtype=np.float64))
-
-
-def _int_array(value, name: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: must be {ndim}-D, got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name}: must hold integers")
-    elif arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
-        raise ValueError(f"{name}: must be an array of integers, got dtype {arr.dtype}")
-    return _frozen(np.array(arr, dtype=np.int64))
-
-
-def _real_scalar(value, name: str) -> float:
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name}: must be a number, got a bool")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a number, got {value!r}") from None
-
-
-def _require_dtype(arr: np.ndarray, name: str, kinds: str) -> None:
-    if arr.dtype.kind not in kinds:
-        want = {"f": "float", "iu": "integer"}.get(kinds, kinds)
-        raise ValueError(f"{name}: must have a {want} dtype, has {arr.dtype}")

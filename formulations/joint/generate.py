@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.formulations.joint.problem import JointBudgetProblem
 from pruneopt.formulations.network_shapes import NETWORKS, layer_arrays
+from pruneopt.formulations.sampling import DISTRIBUTIONS, random_scores, stage_costs
 
-DISTRIBUTIONS = ("kaiming", "uniform", "lognormal", "exponential", "ties")
 SHAPES = ("random",) + tuple(NETWORKS)
 
 
@@ -37,15 +38,7 @@ def _layer_scores(rng: np.random.Generator, dist: str, sizes: np.ndarray) -> np.
         std = np.repeat(np.sqrt(2.0 / fan_in), sizes)
         w = rng.standard_normal(p) * std
         return w * w
-    if dist == "uniform":
-        return rng.random(p)
-    if dist == "lognormal":
-        return np.exp(2.0 * rng.standard_normal(p))
-    if dist == "exponential":
-        return rng.exponential(1.0, p)
-    if dist == "ties":
-        return rng.integers(0, 10, p).astype(np.float64)
-    raise ValueError(f"dist: unknown distribution '{dist}' (known: {', '.join(DISTRIBUTIONS)})")
+    return random_scores(rng, dist, p)
 
 
 def random_layer_shape(rng: np.random.Generator, layers: int, items: int):
@@ -56,14 +49,8 @@ def random_layer_shape(rng: np.random.Generator, layers: int, items: int):
     split = rng.dirichlet(np.full(layers, 2.0))
     sizes = 1 + np.floor(split * (items - layers)).astype(np.int64)
     sizes[-1] += items - int(sizes.sum())
-    resolutions = np.array([32, 16, 8, 4])
-    stage = np.minimum((np.arange(layers) * resolutions.size) // max(layers - 1, 1),
-                       resolutions.size - 1)
-    costs = (resolutions[stage] ** 2).astype(np.float64)
-    if layers > 1:
-        costs[-1] = 1.0  # a classifier
     names = [f"layer{g}" for g in range(layers)]
-    return names, sizes, costs
+    return names, sizes, stage_costs(layers)
 
 
 def generate_joint(*, layers: int = 8, items: int = 1000, dist: str = "kaiming",
@@ -73,8 +60,7 @@ def generate_joint(*, layers: int = 8, items: int = 1000, dist: str = "kaiming",
     if dist not in DISTRIBUTIONS:
         raise ValueError(f"dist: unknown distribution '{dist}' (known: {', '.join(DISTRIBUTIONS)})")
     for name, frac in (("keep_nnz", keep_nnz), ("keep_flops", keep_flops)):
-        if not (0.0 <= frac <= 1.0):
-            raise ValueError(f"{name}: must be a fraction in [0, 1], got {frac}")
+        fraction(frac, name, low_open=False, got=f"{frac}")
     rng = np.random.default_rng(seed)
     if shape == "random":
         names, sizes, costs = random_layer_shape(rng, layers, items)

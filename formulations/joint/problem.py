@@ -21,98 +21,46 @@ Exchange format (one ``.npz``, no pickles):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from pruneopt.formulations.common import (
-    Evaluation,
-    as_binary_vector,
-    check_finite_nonnegative,
-    load_npz_strict,
-    read_scalar,
-    save_npz_atomic,
-    segment_count,
-    segment_sum_selected,
-)
-
-FORMULATION = "joint"
+from pruneopt.formulations.base import Formulation, datum
+from pruneopt.formulations.checks import check_pointer
+from pruneopt.formulations.common import Evaluation, segment_count, segment_sum_selected
 
 
-@dataclass(frozen=True, eq=False)
-class JointBudgetProblem:
-    """Problem data of the joint FLOP/NNZ ILP (see the module docstring for the program)."""
+class LayerBudgets:
+    """The layers and the two budgets that the joint problems share (a mixin of
+    :class:`JointBudgetProblem` and :class:`~pruneopt.formulations.joint_qp.problem.
+    JointQuadraticProblem`): items grouped in layers by ``group_ptr``, every item of layer g
+    costing ``flop_cost[g]`` MACs, an NNZ budget K and a FLOP budget F.
 
-    scores: np.ndarray
-    group_ptr: np.ndarray
-    flop_cost: np.ndarray
-    nnz_budget: int
-    flop_budget: float
-    names: tuple[str, ...] | None = None
-    _item_cost: np.ndarray = field(init=False, repr=False, compare=False)
+    The class says what its items are in ``item_noun`` ("scores" or "weights", for messages).
+    """
 
-    kind: ClassVar[str] = FORMULATION
-    sense: ClassVar[str] = "maximize"
+    item_noun: ClassVar[str]
 
-    def __post_init__(self) -> None:
-        scores = _real_vector(self.scores, "scores")
-        ptr = _int_vector(self.group_ptr, "group_ptr")
-        cost = _real_vector(self.flop_cost, "flop_cost")
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "group_ptr", ptr)
-        object.__setattr__(self, "flop_cost", cost)
-        object.__setattr__(self, "nnz_budget", _int_scalar(self.nnz_budget, "nnz_budget"))
-        object.__setattr__(self, "flop_budget", _real_scalar(self.flop_budget, "flop_budget"))
-        if self.names is not None:
-            object.__setattr__(self, "names", tuple(str(n) for n in self.names))
-        self.validate()
+    def check_layers(self) -> None:
+        check_pointer(self.group_ptr, "group_ptr", self.num_items, of=f"{self.item_noun} p")
+
+    def dimensions(self) -> dict[str, tuple[str, int]]:
+        return {"layer": ("L", self.group_ptr.size - 1)}
+
+    def _derive(self) -> None:
         item_cost = np.repeat(self.flop_cost, np.diff(self.group_ptr))
         item_cost.setflags(write=False)
         object.__setattr__(self, "_item_cost", item_cost)
 
-    # ----------------------------------------------------------------------------- validation
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the offending field if the data do not define a problem."""
-        s, ptr, c = self.scores, self.group_ptr, self.flop_cost
-        check_finite_nonnegative(s, "scores")
-        if ptr.size < 1:
-            raise ValueError("group_ptr: must have L+1 >= 1 entries")
-        if ptr[0] != 0:
-            raise ValueError(f"group_ptr: must start at 0, starts at {int(ptr[0])}")
-        if np.any(np.diff(ptr) < 0):
-            raise ValueError("group_ptr: must be non-decreasing")
-        if ptr[-1] != s.size:
-            raise ValueError(
-                f"group_ptr: must end at the number of scores p={s.size}, ends at {int(ptr[-1])}"
-            )
-        if c.size != ptr.size - 1:
-            raise ValueError(
-                f"flop_cost: needs one entry per layer (L={ptr.size - 1}), has {c.size}"
-            )
-        if not np.all(np.isfinite(c)):
-            raise ValueError("flop_cost: contains NaN or inf")
-        if np.any(c <= 0):
-            raise ValueError("flop_cost: must be > 0 for every layer")
-        if self.nnz_budget < 0:
-            raise ValueError(f"nnz_budget: must be >= 0, got {self.nnz_budget}")
-        if not np.isfinite(self.flop_budget) or self.flop_budget < 0:
-            raise ValueError(f"flop_budget: must be finite and >= 0, got {self.flop_budget}")
-        if self.names is not None and len(self.names) != c.size:
-            raise ValueError(f"names: needs one name per layer (L={c.size}), has {len(self.names)}")
-
-    # ----------------------------------------------------------------------------- shape
-    @property
-    def num_items(self) -> int:
-        return int(self.scores.size)
-
     @property
     def num_groups(self) -> int:
+        """L, the number of layers."""
         return int(self.flop_cost.size)
 
     @property
     def group_sizes(self) -> np.ndarray:
+        """The number of items of each layer (int64[L])."""
         return np.diff(self.group_ptr)
 
     @property
@@ -122,75 +70,58 @@ class JointBudgetProblem:
 
     @property
     def total_flops(self) -> float:
+        """The MACs of all items: Σ_g |g| c_g."""
         return float(self.group_sizes @ self.flop_cost)
 
-    def group_counts(self, x: np.ndarray) -> np.ndarray:
-        """Number of selected items in each layer (int64[L])."""
+    def group_counts(self, x) -> np.ndarray:
+        """Number of selected (non-zero) items in each layer (int64[L])."""
         return segment_count(np.asarray(x, dtype=bool), self.group_ptr)
 
-    # ----------------------------------------------------------------------------- evaluation
-    def evaluate(self, x) -> Evaluation:
-        """Objective and constraint usage of a 0/1 selection, recomputed in float64."""
-        xb = as_binary_vector(x, self.num_items)
-        counts = self.group_counts(xb)
-        nnz = int(counts.sum())
-        flops = float(counts @ self.flop_cost)
-        objective = segment_sum_selected(self.scores, xb, self.group_ptr)
+    def usage_of_support(self, support) -> tuple[int, float]:
+        """(NNZ, MACs) of a support (bool[p])."""
+        counts = self.group_counts(support)
+        return int(counts.sum()), float(counts @ self.flop_cost)
+
+    def budget_evaluation(self, objective: float, support) -> Evaluation:
+        """The objective with the NNZ and FLOP usage of a support against K and F."""
+        nnz, flops = self.usage_of_support(support)
         return Evaluation(
             objective=objective,
             usage={"nnz": float(nnz), "flops": flops},
             limits={"nnz": float(self.nnz_budget), "flops": float(self.flop_budget)},
         )
 
-    def canonical(self, x) -> np.ndarray:
-        """A 0/1 decision as a bool array of length p (raises ``ValueError`` otherwise)."""
-        return as_binary_vector(x, self.num_items)
 
-    def is_feasible(self, x, tol: float = 1e-9) -> bool:
-        """True when x is 0/1 of the right length and meets both budgets (relative tol on FLOPs)."""
-        try:
-            ev = self.evaluate(x)
-        except ValueError:
-            return False
-        return ev.is_feasible(tol)
+@dataclass(frozen=True, eq=False)
+class JointBudgetProblem(LayerBudgets, Formulation):
+    """Problem data of the joint FLOP/NNZ ILP (see the module docstring for the program)."""
 
-    # ----------------------------------------------------------------------------- exchange
-    def save(self, path: str | os.PathLike) -> None:
-        arrays = {
-            "formulation": np.array(FORMULATION),
-            "scores": self.scores,
-            "group_ptr": self.group_ptr,
-            "flop_cost": self.flop_cost,
-            "nnz_budget": np.int64(self.nnz_budget),
-            "flop_budget": np.float64(self.flop_budget),
-        }
-        if self.names is not None:
-            arrays["names"] = np.array(self.names, dtype=np.str_)
-        save_npz_atomic(path, arrays)
+    scores: np.ndarray = datum("real", bound=">= 0")
+    group_ptr: np.ndarray = datum("int")
+    flop_cost: np.ndarray = datum("real", per="layer", bound="> 0")
+    nnz_budget: int = datum("int", 0, bound=">= 0")
+    flop_budget: float = datum("real", 0, bound=">= 0")
+    names: tuple[str, ...] | None = datum("names", per="layer", optional=True)
+    _item_cost: np.ndarray = field(init=False, repr=False, compare=False)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> JointBudgetProblem:
-        data = load_npz_strict(path, FORMULATION)
-        required = ("scores", "group_ptr", "flop_cost", "nnz_budget", "flop_budget")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"{missing[0]}: missing from {os.fspath(path)}")
-        _require_dtype(data["scores"], "scores", "f")
-        _require_dtype(data["flop_cost"], "flop_cost", "f")
-        _require_dtype(data["group_ptr"], "group_ptr", "iu")
-        names = None
-        if "names" in data:
-            if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
-                raise ValueError("names: must be a 1-D array of strings")
-            names = tuple(data["names"].tolist())
-        return cls(
-            scores=data["scores"],
-            group_ptr=data["group_ptr"],
-            flop_cost=data["flop_cost"],
-            nnz_budget=read_scalar(data["nnz_budget"], "nnz_budget", "iu"),
-            flop_budget=read_scalar(data["flop_budget"], "flop_budget", "iuf"),
-            names=names,
-        )
+    kind: ClassVar[str] = "joint"
+    sense: ClassVar[str] = "maximize"
+    item_noun: ClassVar[str] = "scores"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the offending field if the data do not define a problem."""
+        self.check_values()
+        self.check_layers()
+        self.check_lengths()
+
+    @property
+    def num_items(self) -> int:
+        return int(self.scores.size)
+
+    def evaluate(self, x) -> Evaluation:
+        """Objective and constraint usage of a 0/1 selection, recomputed in float64."""
+        xb = self.canonical(x)
+        return self.budget_evaluation(segment_sum_selected(self.scores, xb, self.group_ptr), xb)
 
     # ----------------------------------------------------------------------------- declarations
     def to_pyomo(self, score_scale: float = 1.0, cost_unit: float = 1.0):
@@ -220,56 +151,3 @@ class JointBudgetProblem:
             f"JointBudgetProblem(p={self.num_items}, L={self.num_groups}, "
             f"nnz_budget={self.nnz_budget}, flop_budget={self.flop_budget:.6g})"
         )
-
-
-# --------------------------------------------------------------------------------- coercion
-def _real_vector(value, name: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: must be an array of real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: must be 1-D, got shape {arr.shape}")
-    out = np.array(arr, dtype=np.float64)
-    out.setflags(write=False)
-    return out
-
-
-def _int_vector(value, name: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: must be 1-D, got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name}: must hold integers")
-    elif arr.dtype.kind not in "iu":
-        raise ValueError(f"{name}: must be an array of integers, got dtype {arr.dtype}")
-    out = np.array(arr, dtype=np.int64)
-    out.setflags(write=False)
-    return out
-
-
-def _int_scalar(value, name: str) -> int:
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name}: must be an integer, got a bool")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be an integer, got {value!r}") from None
-    if not np.isfinite(f) or f != np.floor(f):
-        raise ValueError(f"{name}: must be an integer, got {value!r}")
-    return int(value) if isinstance(value, int | np.integer) else int(f)
-
-
-def _real_scalar(value, name: str) -> float:
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name}: must be a number, got a bool")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a number, got {value!r}") from None
-
-
-def _require_dtype(arr: np.ndarray, name: str, kinds: str) -> None:
-    if arr.dtype.kind not in kinds:
-        want = {"f": "float", "iu": "integer"}.get(kinds, kinds)
-        raise ValueError(f"{name}: must have a {want} dtype, has {arr.dtype}")

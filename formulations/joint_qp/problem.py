@@ -33,85 +33,44 @@ Exchange format (one ``.npz``, no pickles), ``formulation`` = "joint-qp":
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from pruneopt.formulations.common import (
-    Evaluation,
-    load_npz_strict,
-    read_scalar,
-    save_npz_atomic,
-    segment_count,
-)
-from pruneopt.formulations.joint.problem import (
-    JointBudgetProblem,
-    _int_scalar,
-    _int_vector,
-    _real_scalar,
-    _real_vector,
-    _require_dtype,
-)
+from pruneopt.formulations.base import Formulation, datum
+from pruneopt.formulations.common import Evaluation
+from pruneopt.formulations.joint.problem import JointBudgetProblem, LayerBudgets
 
-FORMULATION = "joint-qp"
 _EPS = np.finfo(np.float64).eps
 
 
 @dataclass(frozen=True, eq=False)
-class JointQuadraticProblem:
+class JointQuadraticProblem(LayerBudgets, Formulation):
     """Problem data of the full joint MIQP (a') (see the module docstring for the program)."""
 
-    X: np.ndarray
-    w_bar: np.ndarray
-    ridge: float
-    linear: np.ndarray | None = None
-    group_ptr: np.ndarray = None  # type: ignore[assignment]  (required; checked in validate)
-    flop_cost: np.ndarray = None  # type: ignore[assignment]
-    nnz_budget: int = None  # type: ignore[assignment]
-    flop_budget: float = None  # type: ignore[assignment]
-    block_ptr: np.ndarray | None = None
-    names: tuple[str, ...] | None = None
+    X: np.ndarray = datum("real", 2, axes="n samples × p weights")
+    w_bar: np.ndarray = datum("real")
+    ridge: float = datum("real", 0, bound="> 0")
+    linear: np.ndarray | None = datum("real", per="weight",
+                                      fill=lambda problem: np.zeros(problem.num_items))
+    # required, but after fields with defaults (so None until checked: "field: is required")
+    group_ptr: np.ndarray = datum("int", default=None)
+    flop_cost: np.ndarray = datum("real", per="layer", bound="> 0", default=None)
+    nnz_budget: int = datum("int", 0, bound=">= 0", default=None)
+    flop_budget: float = datum("real", 0, bound=">= 0", default=None)
+    block_ptr: np.ndarray | None = datum("int", optional=True)
+    names: tuple[str, ...] | None = datum("names", per="layer", optional=True)
     _item_cost: np.ndarray = field(init=False, repr=False, compare=False)
     _block_starts: np.ndarray = field(init=False, repr=False, compare=False)
 
-    kind: ClassVar[str] = FORMULATION
+    kind: ClassVar[str] = "joint-qp"
     sense: ClassVar[str] = "minimize"
+    requires_tag: ClassVar[bool] = True
+    item_noun: ClassVar[str] = "weights"
 
-    def __post_init__(self) -> None:
-        for name in ("group_ptr", "flop_cost", "nnz_budget", "flop_budget"):
-            if getattr(self, name) is None:
-                raise ValueError(f"{name}: is required")
-        X = np.asarray(self.X)
-        if X.dtype.kind not in "iuf":
-            raise ValueError(f"X: must be an array of real numbers, got dtype {X.dtype}")
-        if X.ndim != 2:
-            raise ValueError(f"X: must be 2-D (n samples × p weights), got shape {X.shape}")
-        X = np.array(X, dtype=np.float64, order="C")
-        X.setflags(write=False)
-        w_bar = _real_vector(self.w_bar, "w_bar")
-        p = w_bar.size
-        linear = (np.zeros(p) if self.linear is None else _real_vector(self.linear, "linear"))
-        linear.setflags(write=False)
-        object.__setattr__(self, "X", X)
-        object.__setattr__(self, "w_bar", w_bar)
-        object.__setattr__(self, "linear", linear)
-        object.__setattr__(self, "ridge", _real_scalar(self.ridge, "ridge"))
-        object.__setattr__(self, "group_ptr", _int_vector(self.group_ptr, "group_ptr"))
-        object.__setattr__(self, "flop_cost", _real_vector(self.flop_cost, "flop_cost"))
-        object.__setattr__(self, "nnz_budget", _int_scalar(self.nnz_budget, "nnz_budget"))
-        object.__setattr__(self, "flop_budget", _real_scalar(self.flop_budget, "flop_budget"))
-        if self.block_ptr is not None:
-            object.__setattr__(self, "block_ptr", _int_vector(self.block_ptr, "block_ptr"))
-        if self.names is not None:
-            if isinstance(self.names, str):
-                raise ValueError("names: must be a sequence of layer names, not one string")
-            object.__setattr__(self, "names", tuple(str(n) for n in self.names))
-        self.validate()
-        item_cost = np.repeat(self.flop_cost, np.diff(self.group_ptr))
-        item_cost.setflags(write=False)
-        object.__setattr__(self, "_item_cost", item_cost)
+    def _derive(self) -> None:
+        super()._derive()
         bp = self.blocks
         starts = bp[:-1][np.diff(bp) > 0]  # non-empty blocks only (reduceat needs them)
         starts.setflags(write=False)
@@ -120,41 +79,12 @@ class JointQuadraticProblem:
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise ``ValueError`` ("field: message") if the data do not define a problem."""
-        X, w_bar, a = self.X, self.w_bar, self.linear
-        p = w_bar.size
+        X, p = self.X, self.num_items
         if X.shape[1] != p:
             raise ValueError(f"X: must have one column per weight (p={p}), has {X.shape[1]}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X: contains NaN or inf")
-        if not np.all(np.isfinite(w_bar)):
-            raise ValueError("w_bar: contains NaN or inf")
-        if a.size != p:
-            raise ValueError(f"linear: must have one entry per weight (p={p}), has {a.size}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError("linear: contains NaN or inf")
-        if not math.isfinite(self.ridge) or self.ridge <= 0:
-            raise ValueError(f"ridge: must be finite and > 0, got {self.ridge}")
-        ptr, c = self.group_ptr, self.flop_cost
-        if ptr.size < 1:
-            raise ValueError("group_ptr: must have L+1 >= 1 entries")
-        if ptr[0] != 0:
-            raise ValueError(f"group_ptr: must start at 0, starts at {int(ptr[0])}")
-        if np.any(np.diff(ptr) < 0):
-            raise ValueError("group_ptr: must be non-decreasing")
-        if ptr[-1] != p:
-            raise ValueError(
-                f"group_ptr: must end at the number of weights p={p}, ends at {int(ptr[-1])}")
-        if c.size != ptr.size - 1:
-            raise ValueError(
-                f"flop_cost: needs one entry per layer (L={ptr.size - 1}), has {c.size}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("flop_cost: contains NaN or inf")
-        if np.any(c <= 0):
-            raise ValueError("flop_cost: must be > 0 for every layer")
-        if self.nnz_budget < 0:
-            raise ValueError(f"nnz_budget: must be >= 0, got {self.nnz_budget}")
-        if not np.isfinite(self.flop_budget) or self.flop_budget < 0:
-            raise ValueError(f"flop_budget: must be finite and >= 0, got {self.flop_budget}")
+        self.check_values()
+        self.check_layers()
+        self.check_lengths()
         bp = self.block_ptr
         if bp is not None:
             if bp.size < 2:
@@ -165,8 +95,9 @@ class JointQuadraticProblem:
                     f"got {int(bp[0])}..{int(bp[-1])}")
             if np.any(np.diff(bp) < 0):
                 raise ValueError("block_ptr: must be non-decreasing")
-        if self.names is not None and len(self.names) != c.size:
-            raise ValueError(f"names: needs one name per layer (L={c.size}), has {len(self.names)}")
+
+    def dimensions(self) -> dict[str, tuple[str, int]]:
+        return {**super().dimensions(), "weight": ("p", self.num_items)}
 
     # ----------------------------------------------------------------------------- shape
     @property
@@ -178,14 +109,6 @@ class JointQuadraticProblem:
         return int(self.X.shape[0])
 
     @property
-    def num_groups(self) -> int:
-        return int(self.flop_cost.size)
-
-    @property
-    def group_sizes(self) -> np.ndarray:
-        return np.diff(self.group_ptr)
-
-    @property
     def blocks(self) -> np.ndarray:
         """The block boundaries (int64[B+1]); ``[0, p]`` when ``block_ptr`` is None."""
         if self.block_ptr is None:
@@ -193,15 +116,6 @@ class JointQuadraticProblem:
             out.setflags(write=False)
             return out
         return self.block_ptr
-
-    @property
-    def item_cost(self) -> np.ndarray:
-        """Per-item MAC cost c_{g(i)} (read-only)."""
-        return self._item_cost
-
-    @property
-    def total_flops(self) -> float:
-        return float(self.group_sizes @ self.flop_cost)
 
     # ----------------------------------------------------------------------------- the model
     def residuals(self, w) -> np.ndarray:
@@ -238,20 +152,10 @@ class JointQuadraticProblem:
         """1[w_i ≠ 0] as bool[p]."""
         return self._vector(w) != 0.0
 
-    def usage_of_support(self, support) -> tuple[int, float]:
-        """(NNZ, MACs) of a support (bool[p])."""
-        counts = segment_count(np.asarray(support, dtype=bool), self.group_ptr)
-        return int(counts.sum()), float(counts @ self.flop_cost)
-
     def evaluate(self, w) -> Evaluation:
         """Q(w) and the budget usage of the support of w, recomputed in float64."""
         w = self._vector(w)
-        nnz, flops = self.usage_of_support(w != 0.0)
-        return Evaluation(
-            objective=self.objective(w),
-            usage={"nnz": float(nnz), "flops": flops},
-            limits={"nnz": float(self.nnz_budget), "flops": float(self.flop_budget)},
-        )
+        return self.budget_evaluation(self.objective(w), w != 0.0)
 
     def canonical(self, w) -> np.ndarray:
         """A float64 copy of w (``ValueError`` on a wrong length or a non-finite entry)."""
@@ -264,14 +168,6 @@ class JointQuadraticProblem:
         if not np.all(np.isfinite(out)):
             raise ValueError("x: contains NaN or inf")
         return out
-
-    def is_feasible(self, w, tol: float = 1e-9) -> bool:
-        """True when w is a finite vector of length p whose support meets both budgets."""
-        try:
-            ev = self.evaluate(w)
-        except ValueError:
-            return False
-        return ev.is_feasible(tol)
 
     def fits(self, support, tol: float = 1e-9) -> bool:
         """True when a support (bool[p]) meets both budgets (the tolerance of ``is_feasible``)."""
@@ -446,58 +342,6 @@ class JointQuadraticProblem:
         return JointBudgetProblem(scores=scores, group_ptr=self.group_ptr,
                                   flop_cost=self.flop_cost, nnz_budget=self.nnz_budget,
                                   flop_budget=self.flop_budget, names=self.names)
-
-    # ----------------------------------------------------------------------------- exchange
-    def save(self, path: str | os.PathLike) -> None:
-        arrays = {
-            "formulation": np.array(FORMULATION),
-            "X": self.X,
-            "w_bar": self.w_bar,
-            "ridge": np.float64(self.ridge),
-            "linear": self.linear,
-            "group_ptr": self.group_ptr,
-            "flop_cost": self.flop_cost,
-            "nnz_budget": np.int64(self.nnz_budget),
-            "flop_budget": np.float64(self.flop_budget),
-        }
-        if self.block_ptr is not None:
-            arrays["block_ptr"] = self.block_ptr
-        if self.names is not None:
-            arrays["names"] = np.array(self.names, dtype=np.str_)
-        save_npz_atomic(path, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> JointQuadraticProblem:
-        data = load_npz_strict(path, FORMULATION)
-        if "formulation" not in data:
-            raise ValueError(f"formulation: {os.fspath(path)} has no 'joint-qp' tag")
-        required = ("X", "w_bar", "ridge", "linear", "group_ptr", "flop_cost", "nnz_budget",
-                    "flop_budget")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"{missing[0]}: missing from {os.fspath(path)}")
-        for name in ("X", "w_bar", "linear", "flop_cost"):
-            _require_dtype(data[name], name, "f")
-        _require_dtype(data["group_ptr"], "group_ptr", "iu")
-        if "block_ptr" in data:
-            _require_dtype(data["block_ptr"], "block_ptr", "iu")
-        names = None
-        if "names" in data:
-            if data["names"].dtype.kind != "U" or data["names"].ndim != 1:
-                raise ValueError("names: must be a 1-D array of strings")
-            names = tuple(data["names"].tolist())
-        return cls(
-            X=data["X"],
-            w_bar=data["w_bar"],
-            ridge=read_scalar(data["ridge"], "ridge", "iuf"),
-            linear=data["linear"],
-            group_ptr=data["group_ptr"],
-            flop_cost=data["flop_cost"],
-            nnz_budget=read_scalar(data["nnz_budget"], "nnz_budget", "iu"),
-            flop_budget=read_scalar(data["flop_budget"], "flop_budget", "iuf"),
-            block_ptr=data.get("block_ptr"),
-            names=names,
-        )
 
     # ----------------------------------------------------------------------------- declarations
     def to_pyomo(self, big_m=None, incumbent=None, objective_scale: float = 1.0):

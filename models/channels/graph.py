@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from pruneopt.formulations.common import as_binary_vector
+
 # ============================================================================ the result
 @dataclass(frozen=True, eq=False)
 class ModuleChannels:
@@ -138,11 +140,5 @@ def graph_module(model: nn.Module, name: str) -> nn.Module:
 
 
 def keep_vector(keep, n: int) -> np.ndarray:
-    z = np.asarray(keep)
-    if z.ndim != 1 or z.size != n:
-        raise ValueError(f"keep: must be a vector of N={n} channel flags, got shape {z.shape}")
-    if z.dtype == np.bool_:
-        return z
-    if z.dtype.kind not in "iuf" or not np.all((z == 0) | (z == 1)):
-        raise ValueError("keep: entries must be 0 or 1")
-    return z.astype(bool)
+    """A keep vector z over the graph's N channels as bool[N] (``ValueError("keep: ...")``)."""
+    return as_binary_vector(keep, n, "keep")

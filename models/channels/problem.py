@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -10,21 +9,14 @@ import torch
 from torch import nn
 
 from pruneopt.formulations.channels.problem import ChannelProblem
+from pruneopt.formulations.checks import fraction
 from pruneopt.models.channels.builder import build_channel_graph
 from pruneopt.models.channels.graph import ChannelGraph
 
 # ============================================================================ the problem
 def _kept_fraction(value) -> Fraction:
     """keep_flops as the exact decimal written (so 0.3 of 10 MACs is 3, not 2.9999...)."""
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"flops: must be a fraction kept in (0, 1], got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"flops: must be a fraction kept in (0, 1], got {value!r}") from None
-    if not math.isfinite(x) or not 0.0 < x <= 1.0:
-        raise ValueError(f"flops: must be a fraction kept in (0, 1], got {value!r}")
-    return Fraction(repr(x))
+    return Fraction(repr(fraction(value, "flops", what="a fraction kept")))
 
 
 def group_scores(graph: ChannelGraph, scores) -> np.ndarray:

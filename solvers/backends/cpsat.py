@@ -1,62 +1,67 @@
-"""Run the CP-SAT declaration at zero gap and turn its integer bound into a true bound."""
+"""OR-Tools CP-SAT: run a declared ``CpModel`` at zero gap and map its status.
+
+The formulations declare their CP-SAT models on integerised data (``problem.to_cpsat()``) and
+say how to turn the integer bound back into a true one; :func:`run` only solves, with
+``relative_gap_limit = absolute_gap_limit = 0``, the seed, the number of workers (default: the
+cores, at most 8) and the time limit, and reads the given variables. CP-SAT's bound means
+something only once it holds a solution (without one it reads 0).
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import os
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from pruneopt.solvers.fast.joint.greedy import relaxation_bound
+from pruneopt.solvers.backends.common import BackendRun, status_of
+from pruneopt.solvers.constants import Status
+
+ZERO_GAP = {"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0}
+
+# FEASIBLE and UNKNOWN: stopped before a proof, i.e. at the time limit (without a time limit,
+# see :func:`run`).
+STATUS_MAP = {
+    cp_model.OPTIMAL: Status.OPTIMAL,
+    cp_model.INFEASIBLE: Status.INFEASIBLE,
+    cp_model.FEASIBLE: Status.TIME_LIMIT,
+    cp_model.UNKNOWN: Status.TIME_LIMIT,
+    cp_model.MODEL_INVALID: Status.ERROR,
+}
 
 
-def ortools_version() -> str:
+@functools.cache
+def version() -> str:
     import ortools
 
     return str(ortools.__version__)
 
 
-def rounding_correction(problem, scaling, integer_bound: float) -> float:
-    """An upper bound on Σ_i max(e_i, 0) x_i over the feasible x (see joint_cpsat)."""
-    possible = scaling.integer_scores <= np.floor(integer_bound + 1e-6)
-    positive = np.where(possible, np.maximum(scaling.rounding_error, 0.0), 0.0)
-    if not positive.any():
-        return 0.0
-    return relaxation_bound(dataclasses.replace(problem, scores=positive))
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
 
 
-def run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None) -> dict:
-    model, x_vars, scaling = problem.to_cpsat(score_scale=score_scale)
+def run(model: cp_model.CpModel, variables, *, time_limit=None, workers=None,
+        seed=0) -> BackendRun:
+    """Solve ``model`` at zero gap; ``values`` are the integer values of ``variables`` (0/1
+    for Booleans) when CP-SAT holds a solution. ``extra["workers"]`` is the number used."""
     solver = cp_model.CpSolver()
     params = solver.parameters
-    params.relative_gap_limit = 0.0
-    params.absolute_gap_limit = 0.0
+    for key, value in ZERO_GAP.items():
+        setattr(params, key, value)
     params.random_seed = int(seed)
-    params.num_workers = int(workers) if workers is not None else max(1, min(8, os.cpu_count() or 1))
+    params.num_workers = int(workers) if workers is not None else default_workers()
     if time_limit is not None:
         params.max_time_in_seconds = float(time_limit)
     code = solver.solve(model)
     has_solution = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
-    x = None
-    if has_solution:
-        x = np.array([solver.boolean_value(v) for v in x_vars], dtype=bool)
-    if code == cp_model.OPTIMAL:
-        status = "optimal"
-    elif code == cp_model.INFEASIBLE:
-        status = "infeasible"
-    elif code in (cp_model.FEASIBLE, cp_model.UNKNOWN):
-        status = "time_limit" if time_limit is not None else ("feasible" if has_solution else "error")
-    else:
-        status = "error"
-    # CP-SAT's bound means something only once it has a solution (without one it reads 0)
-    correction = (rounding_correction(problem, scaling, solver.best_objective_bound)
-                  if has_solution else float("nan"))
-    bound = (solver.best_objective_bound / scaling.score_scale + correction if has_solution
-             else float("inf"))
-    info = {"score_scale": scaling.score_scale, "cost_unit": scaling.cost_unit,
-            "bound_correction": correction,
-            "integer_objective": solver.objective_value if has_solution else None,
-            "integer_bound": solver.best_objective_bound, "workers": params.num_workers}
-    return {"x": x, "bound": bound, "status": status, "message": solver.status_name(code),
-            "info": info}
+    status = status_of(STATUS_MAP, code, has_solution)
+    if status == Status.TIME_LIMIT and time_limit is None:  # stopped short without a limit
+        status = Status.FEASIBLE if has_solution else Status.ERROR
+    values = (np.array([solver.value(v) for v in variables], dtype=np.int64) if has_solution
+              else None)
+    return BackendRun(status=status, message=solver.status_name(code), has_solution=has_solution,
+                      bound=float(solver.best_objective_bound), version=version(), values=values,
+                      objective=float(solver.objective_value) if has_solution else None,
+                      extra={"workers": params.num_workers})

@@ -37,11 +37,12 @@ import math
 import numpy as np
 
 from pruneopt.formulations.channels.problem import ChannelProblem
-from pruneopt.solvers.registry import SolverSpec, register
+from pruneopt.solvers.backends.common import numpy_version, unscale
+from pruneopt.solvers.constants import Status
+from pruneopt.solvers.registry import register_table
 from pruneopt.solvers.result import finalize
 
 CHANNELS = ChannelProblem.kind
-ZERO_GAP = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
 # At HiGHS's default 1e-6 a count may sit 1e-6 off an integer, which moves P1′'s value cuts by
 # that much: the reported bound then misses the recomputed objective by ~1e-7 (measured).
 HIGHS_TOLERANCES = {"mip_feasibility_tolerance": 1e-9}
@@ -58,15 +59,12 @@ LAYERED_SHARE = 0.8
 MAX_SCALED = 1e10
 
 
-def _numpy_version() -> str:
-    return np.__version__
-
-
 # ------------------------------------------------------------------------------- shared pieces
 def _infeasible(problem, solver: str, backend: str, version: str, options: dict):
     kmin = problem.min_counts
-    return finalize(problem, solver=solver, x=None, bound=-math.inf, backend_status="infeasible",
-                    backend=backend, backend_version=version, options=options,
+    return finalize(problem, solver=solver, x=None, bound=-math.inf,
+                    backend_status=Status.INFEASIBLE, backend=backend, backend_version=version,
+                    options=options,
                     message=(f"even the counts of least FLOPs (blocks collapsed, min-keep "
                              f"elsewhere) cost {problem.flops_of_counts(kmin):.10g} MACs > F = "
                              f"{problem.flop_budget:.10g}"))
@@ -118,7 +116,7 @@ def _seed(problem, time_limit=None):
     try:
         return lagrangian_channels(problem, time_limit=time_limit)
     except ValueError as exc:
-        return LagrangianResult("feasible", None, -math.inf, math.inf, math.nan,
+        return LagrangianResult(Status.FEASIBLE, None, -math.inf, math.inf, math.nan,
                                 {"error": str(exc)})
 
 
@@ -133,9 +131,9 @@ def _challenge(problem, k: np.ndarray, status: str, message: str):
     v2 = problem.value_of_counts(k2)
     if problem.counts_feasible(k2) and v2 > v0 + 1e-12 * max(1.0, abs(v0)):
         message += f"; improved by exchange moves (+{v2 - v0:.3g})"
-        if status == "optimal":
+        if status == Status.OPTIMAL:
             message += ": the solver's tolerances hid better counts; its optimum is refuted"
-            status = "feasible"
+            status = Status.FEASIBLE
         return k2, status, message
     return k, status, message
 
@@ -155,7 +153,8 @@ def _finish(problem, *, solver, k, bound, status, message, backend, version, opt
         rep = greedy_repair(problem, k)
         message += "; the solver's counts violate a constraint after rounding"
         if rep is not None:
-            k, status = rep, ("time_limit" if status == "time_limit" else "feasible")
+            k, status = rep, (Status.TIME_LIMIT if status == Status.TIME_LIMIT
+                              else Status.FEASIBLE)
             message += ", repaired greedily"
     if k is not None and problem.counts_feasible(k):
         k, status, message = _challenge(problem, k, status, message)
@@ -163,8 +162,8 @@ def _finish(problem, *, solver, k, bound, status, message, backend, version, opt
         if seed is not None and seed.k is not None and seed.value > z:
             k, z = seed.k, seed.value
             message += "; the fast incumbent is better and is returned"
-            if status == "optimal":
-                status = "feasible"
+            if status == Status.OPTIMAL:
+                status = Status.FEASIBLE
         if not (bound >= z - 1e-12 * max(1.0, abs(z))):
             if seed is not None and math.isfinite(seed.bound):
                 bound = seed.bound
@@ -181,79 +180,29 @@ def _finish(problem, *, solver, k, bound, status, message, backend, version, opt
 # ------------------------------------------------------------------------------- Pyomo backends
 def run_declared(problem, *, form: str, backend: str, score_scale: float, cost_unit: float,
                  time_limit=None, threads=None, seed=0, bounds=None) -> dict:
-    """Declare P1 / P1′ in Pyomo and solve it (picklable inputs: usable in a worker)."""
-    from pruneopt.formulations.channels.pyomo_model import counts_from_layered, counts_from_mccormick
+    """Declare P1 / P1′ in Pyomo (over the count windows ``bounds`` = (lo, hi) when given) and
+    solve it on ``backend`` ("highs" or "scip"); the raw answer as a dict (picklable inputs and
+    output: usable in a worker)."""
+    from pruneopt.formulations.channels.pyomo_model import (
+        counts_from_layered,
+        counts_from_mccormick,
+    )
+    from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
 
     model = problem.to_pyomo(form=form, score_scale=score_scale, cost_unit=cost_unit,
                              bounds=bounds)
     if backend == "highs":
-        raw = _solve_highs(model, time_limit=time_limit, threads=threads, seed=seed)
+        run = pyomo_highs.run(model, time_limit=time_limit, threads=threads, seed=seed,
+                              options=HIGHS_TOLERANCES)
+        message = f"HiGHS: {run.message}"
     else:
-        raw = _solve_scip(model, time_limit=time_limit, seed=seed)
+        run = pyomo_scip.run(model, time_limit=time_limit, seed=seed)
+        message = f"SCIP: {run.message}"
     k = None
-    if raw.pop("loaded"):
+    if run.has_solution:
         k = (counts_from_layered if form == "layered" else counts_from_mccormick)(model, problem)
-    b = raw["bound"]
-    raw["bound"] = b / score_scale if b is not None and math.isfinite(b) else math.inf
-    raw["k"] = k
-    return raw
-
-
-def _solve_highs(model, *, time_limit=None, threads=None, seed=0) -> dict:
-    from pyomo.contrib.solver.common.factory import SolverFactory
-    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-
-    opt = SolverFactory("highs")
-    kwargs = dict(load_solutions=False, raise_exception_on_nonoptimal_result=False,
-                  rel_gap=0.0, abs_gap=0.0, solver_options={"random_seed": int(seed),
-                                                            **HIGHS_TOLERANCES})
-    if time_limit is not None:
-        kwargs["time_limit"] = float(time_limit)
-    if threads is not None:
-        kwargs["threads"] = int(threads)
-    res = opt.solve(model, **kwargs)
-    tc = res.termination_condition
-    loaded = res.solution_status in (SolutionStatus.feasible, SolutionStatus.optimal)
-    if loaded:
-        res.solution_loader.load_vars()
-    if tc == TerminationCondition.convergenceCriteriaSatisfied:
-        status = "optimal"
-    elif tc in (TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible):
-        status = "infeasible"
-    elif tc in (TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit,
-                TerminationCondition.interrupted):
-        status = "time_limit"
-    else:
-        status = "feasible" if loaded else "error"
-    return {"loaded": loaded, "bound": res.objective_bound, "status": status,
-            "message": f"HiGHS: {tc.name}"}
-
-
-def _solve_scip(model, *, time_limit=None, seed=0) -> dict:
-    import pyomo.environ as pyo
-    from pyomo.opt import TerminationCondition as TC
-
-    from pruneopt.solvers.backends.pyomo_runner import SCIP_EXACT_OPTIONS
-
-    opt = pyo.SolverFactory("scip_direct")
-    options = dict(SCIP_EXACT_OPTIONS, **{"randomization/randomseedshift": int(seed)})
-    if time_limit is not None:
-        options["limits/time"] = float(time_limit)
-    res = opt.solve(model, options=options, load_solutions=False)
-    tc = res.solver.termination_condition
-    loaded = len(res.solution) > 0
-    if loaded:
-        model.solutions.load_from(res)
-    if tc == TC.optimal:
-        status = "optimal"
-    elif tc == TC.infeasible:
-        status = "infeasible"
-    elif tc in (TC.maxTimeLimit, TC.maxIterations, TC.userInterrupt):
-        status = "time_limit"
-    else:
-        status = "feasible" if loaded else "error"
-    return {"loaded": loaded, "bound": res.problem.upper_bound, "status": status,
-            "message": f"SCIP: {tc}"}
+    return {"k": k, "bound": unscale(run.bound, score_scale), "status": run.status,
+            "message": message}
 
 
 def layered_size(problem, bounds=None) -> int:
@@ -269,18 +218,17 @@ def layered_size(problem, bounds=None) -> int:
 
 def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None, seed=0,
                score_scale=None, lagrangian=None, bounds=None, outside=-math.inf):
-    from pruneopt.solvers.backends import pyomo_runner
-    from pruneopt.solvers.joint.highs_arrays import highs_version
-
-    if backend == "highs":
-        version = f"pyomo {pyomo_runner.pyomo_version()}, highs {highs_version()}"
-        opts = {**ZERO_GAP, **HIGHS_TOLERANCES, "threads": threads}
-    else:
-        version = f"pyomo {pyomo_runner.pyomo_version()}, pyscipopt {pyomo_runner.scip_version()}"
-        opts = dict(pyomo_runner.SCIP_EXACT_OPTIONS)
-    opts.update(form=form, seed=seed, time_limit=time_limit)
+    from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
+    from pruneopt.solvers.deadline import call_guarded
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
 
+    if backend == "highs":
+        version = pyomo_highs.version()
+        opts = {**pyomo_highs.ZERO_GAP, **HIGHS_TOLERANCES, "threads": threads}
+    else:
+        version = pyomo_scip.version()
+        opts = dict(pyomo_scip.EXACT_OPTIONS)
+    opts.update(form=form, seed=seed, time_limit=time_limit)
     if is_infeasible(problem):
         return _infeasible(problem, solver, solver, version, opts)
     seed_res = lagrangian if lagrangian is not None else _seed(problem)
@@ -289,34 +237,28 @@ def _run_pyomo(problem, *, solver, form, backend, time_limit=None, threads=None,
     opts.update(score_scale=sigma, cost_unit=unit)
     kwargs = dict(problem=problem, form=form, backend=backend, score_scale=sigma, cost_unit=unit,
                   time_limit=time_limit, threads=threads, seed=seed, bounds=bounds)
-    nvars = layered_size(problem, bounds) if form == "layered" else mccormick_size(problem,
-                                                                                      bounds)
-    if time_limit is not None and nvars > GUARD_VARIABLES:
-        from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
-
-        try:
-            raw = call_with_deadline(run_declared, kwargs, time_limit + max(5.0, 0.25 * time_limit))
-        except DeadlineExceeded as exc:
-            raw = {"k": seed_res.k, "bound": seed_res.bound, "status": "time_limit",
-                   "message": f"{exc}; the fast selection and its Lagrangian bound are returned"}
-    else:
-        raw = run_declared(**kwargs)
-        alt = alternative_scale(problem, sigma)
-        if raw["status"] == "error" and score_scale is None and alt is not None:
-            # a floating-point MILP can fail on one scaling and not on another (DESIGN §7)
-            first = raw["message"]
-            raw = run_declared(**dict(kwargs, score_scale=alt))
-            raw["message"] += f" (after {first} at score_scale {sigma:.6g}; retried at {alt:.6g})"
-            opts["score_scale"] = alt
-    if raw["status"] == "infeasible" and bounds is not None:
+    nvars = (layered_size(problem, bounds) if form == "layered"
+             else mccormick_size(problem, bounds))
+    guarded = time_limit is not None and nvars > GUARD_VARIABLES
+    raw = call_guarded(run_declared, kwargs, time_limit, guarded, lambda exc: {
+        "k": seed_res.k, "bound": seed_res.bound, "status": Status.TIME_LIMIT,
+        "message": f"{exc}; the fast selection and its Lagrangian bound are returned"})
+    alt = alternative_scale(problem, sigma)
+    if not guarded and raw["status"] == Status.ERROR and score_scale is None and alt is not None:
+        # a floating-point MILP can fail on one scaling and not on another (DESIGN §7)
+        first = raw["message"]
+        raw = run_declared(**dict(kwargs, score_scale=alt))
+        raw["message"] += f" (after {first} at score_scale {sigma:.6g}; retried at {alt:.6g})"
+        opts["score_scale"] = alt
+    if raw["status"] == Status.INFEASIBLE and bounds is not None:
         # no feasible count vector in the windows: nothing beats the incumbent (≤ outside)
-        raw = {"k": seed_res.k, "bound": outside, "status": "optimal",
+        raw = {"k": seed_res.k, "bound": outside, "status": Status.OPTIMAL,
                "message": raw["message"] + "; no feasible counts in the windows: the incumbent "
                           "is optimal"}
-    if raw["status"] == "infeasible":
+    if raw["status"] == Status.INFEASIBLE:
         return finalize(problem, solver=solver, x=None, bound=-math.inf,
-                        backend_status="infeasible", backend=solver, backend_version=version,
-                        options=opts, message=raw["message"])
+                        backend_status=Status.INFEASIBLE, backend=solver,
+                        backend_version=version, options=opts, message=raw["message"])
     bound = raw["bound"]
     if bounds is not None:
         # the MILP's bound covers the count windows; every count outside is ≤ ``outside``
@@ -348,16 +290,11 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, score_scale=None, form=
 
 # ------------------------------------------------------------------------------- CP-SAT
 def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
-    import os
-
-    from ortools.sat.python import cp_model
-
-    from pruneopt.solvers.backends.cpsat import ortools_version
+    from pruneopt.solvers.backends import cpsat
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
 
-    version = ortools_version()
-    opts = {"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0, "seed": seed,
-            "time_limit": time_limit}
+    version = cpsat.version()
+    opts = {**cpsat.ZERO_GAP, "seed": seed, "time_limit": time_limit}
     if is_infeasible(problem):
         return _infeasible(problem, "cpsat", "ortools-cpsat", version, opts)
     lag = _seed(problem)  # a proven cap on the optimum sets the value scale; and a hint
@@ -365,47 +302,30 @@ def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=No
     if lag.k is not None:
         for var, val in zip(k_vars, lag.k.tolist(), strict=True):
             model.add_hint(var, int(val))
-    solver = cp_model.CpSolver()
-    prm = solver.parameters
-    prm.relative_gap_limit = 0.0
-    prm.absolute_gap_limit = 0.0
-    prm.random_seed = int(seed)
-    prm.num_workers = int(workers) if workers is not None else max(1, min(8, os.cpu_count() or 1))
-    if time_limit is not None:
-        prm.max_time_in_seconds = float(time_limit)
-    code = solver.solve(model)
-    has = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
-    k = np.array([solver.value(v) for v in k_vars], dtype=np.int64) if has else None
-    if code == cp_model.OPTIMAL:
-        status = "optimal"
-    elif code == cp_model.INFEASIBLE:
-        status = "infeasible"
-    elif code in (cp_model.FEASIBLE, cp_model.UNKNOWN):
-        status = "time_limit" if time_limit is not None else ("feasible" if has else "error")
-    else:
-        status = "error"
-    correction = scaling.correction(solver.best_objective_bound) if has else math.nan
-    bound = solver.best_objective_bound / scaling.score_scale + correction if has else math.inf
-    opts.update(num_workers=prm.num_workers, score_scale=scaling.score_scale,
+    run = cpsat.run(model, k_vars, time_limit=time_limit, workers=workers, seed=seed)
+    k, correction, bound = None, math.nan, math.inf
+    if run.has_solution:
+        k = run.values
+        correction = scaling.correction(run.bound)
+        bound = run.bound / scaling.score_scale + correction
+    opts.update(num_workers=run.extra["workers"], score_scale=scaling.score_scale,
                 value_cap=scaling.value_cap,
                 cost_unit=scaling.cost_unit, cost_divisor=scaling.cost_divisor)
     info = {"value_correction": correction, "flop_rhs": scaling.flop_rhs,
-            "integer_objective": solver.objective_value if has else None,
-            "integer_bound": solver.best_objective_bound}
-    if status == "infeasible":
+            "integer_objective": run.objective, "integer_bound": run.bound}
+    if run.status == Status.INFEASIBLE:
         return finalize(problem, solver="cpsat", x=None, bound=-math.inf,
-                        backend_status="infeasible", backend="ortools-cpsat",
-                        backend_version=version, options=opts,
-                        message=solver.status_name(code), info=info)
+                        backend_status=Status.INFEASIBLE, backend="ortools-cpsat",
+                        backend_version=version, options=opts, message=run.message, info=info)
     x = problem.selection_from_counts(k) if k is not None else None
-    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
+    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=run.status,
                     backend="ortools-cpsat", backend_version=version, options=opts,
-                    message=solver.status_name(code), info=info)
+                    message=run.message, info=info)
 
 
 # ------------------------------------------------------------------------------- DP and exact
 def _run_dp(problem, *, time_limit=None, max_labels=20_000_000, lagrangian=None):
-    from pruneopt.solvers.fast.channels.dp import chain_order, pareto_chain_dp
+    from pruneopt.solvers.fast.channels.chain_dp import chain_order, pareto_chain_dp
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible
 
     opts = {"time_limit": time_limit, "max_labels": int(max_labels)}
@@ -414,26 +334,26 @@ def _run_dp(problem, *, time_limit=None, max_labels=20_000_000, lagrangian=None)
         raise ValueError(f"solver: 'dp' is exact on chains only, and this coupling graph is not "
                          f"one ({why}); use 'exact' or 'pyomo-highs'")
     if is_infeasible(problem):
-        return _infeasible(problem, "dp", "numpy", _numpy_version(), opts)
+        return _infeasible(problem, "dp", "numpy", numpy_version(), opts)
     lag = lagrangian if lagrangian is not None else _seed(problem)
     mus = tuple(m for m in (lag.info.get("mu_lo"), lag.info.get("mu_hi"),
                             lag.info.get("bound_mu")) if m is not None and math.isfinite(m))
     res = pareto_chain_dp(problem, order, incumbent=lag.k, mus=mus, time_limit=time_limit,
                           max_labels=max_labels)
     info = {"labels": res.labels, "max_front": res.max_front, "chain": order}
-    if res.status == "infeasible":
+    if res.status == Status.INFEASIBLE:
         return finalize(problem, solver="dp", x=None, bound=-math.inf,
-                        backend_status="infeasible", backend="numpy",
-                        backend_version=_numpy_version(), options=opts,
+                        backend_status=Status.INFEASIBLE, backend="numpy",
+                        backend_version=numpy_version(), options=opts,
                         message="no count vector meets the budget", info=info)
-    bound = res.bound if res.status == "optimal" else lag.bound
+    bound = res.bound if res.status == Status.OPTIMAL else lag.bound
     x = problem.selection_from_counts(res.k) if res.k is not None else None
     msg = (f"Pareto DP along the chain: {res.labels} labels (largest front {res.max_front})"
-           if res.status == "optimal" else
+           if res.status == Status.OPTIMAL else
            f"stopped at the label/time limit after {res.labels} labels; Lagrangian bound")
     return finalize(problem, solver="dp", x=x, bound=min(bound, lag.bound) if res.status ==
-                    "optimal" else bound, backend_status=res.status, backend="numpy",
-                    backend_version=_numpy_version(), options=opts, message=msg, info=info)
+                    Status.OPTIMAL else bound, backend_status=res.status, backend="numpy",
+                    backend_version=numpy_version(), options=opts, message=msg, info=info)
 
 
 def mccormick_size(problem, bounds=None) -> int:
@@ -509,13 +429,14 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
     """
     import time
 
-    from pruneopt.solvers.fast.channels.dp import CountElimination, chain_order
+    from pruneopt.solvers.fast.channels.chain_dp import chain_order
+    from pruneopt.solvers.fast.channels.elimination import CountElimination
     from pruneopt.solvers.fast.channels.lagrangian import is_infeasible, lagrangian_channels
 
     start = time.perf_counter()
     opts = {"time_limit": time_limit, "threads": threads, "seed": seed}
     if is_infeasible(problem):
-        return _infeasible(problem, "exact", "numpy", _numpy_version(), opts)
+        return _infeasible(problem, "exact", "numpy", numpy_version(), opts)
     el = None
     try:
         el = CountElimination(problem)
@@ -533,15 +454,15 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
 
     if lag.k is not None and lag.bound - lag.value <= 1e-9 * max(abs(lag.bound), 1e-300):
         x = problem.selection_from_counts(lag.k)
-        r = finalize(problem, solver="exact", x=x, bound=lag.bound, backend_status="optimal",
-                     backend="numpy", backend_version=_numpy_version(), options=opts,
+        r = finalize(problem, solver="exact", x=x, bound=lag.bound, backend_status=Status.OPTIMAL,
+                     backend="numpy", backend_version=numpy_version(), options=opts,
                      message="the Lagrangian bound meets the fast objective", info=lag.info)
         if r.proven_optimal:
             return relabel(r, "lagrangian")
     order, _ = chain_order(problem)
     if order is not None:
         r = _run_dp(problem, time_limit=left(), lagrangian=lag)
-        if r.proven_optimal or r.status == "infeasible":
+        if r.proven_optimal or r.status == Status.INFEASIBLE:
             return relabel(r, "dp")
     bounds, threshold, winfo = None, -math.inf, {}
     if el is not None and not el.cuts and not problem.num_blocks and lag.k is not None:
@@ -551,7 +472,7 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
         if proven:
             x = problem.selection_from_counts(k)
             r = finalize(problem, solver="exact", x=x, bound=value, backend_status="optimal",
-                         backend="numpy", backend_version=_numpy_version(), options=opts,
+                         backend="numpy", backend_version=numpy_version(), options=opts,
                          message=(f"count windows ({winfo['window_evaluations']} box bounds) "
                                   f"and branch and bound ({winfo['bnb_nodes']} nodes) over "
                                   "10^%.1f count vectors" % winfo["window_log10_combinations"]),
@@ -595,7 +516,7 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
             if w.empty:
                 r = finalize(problem, solver="exact", x=results[-1].x, bound=vb,
                              backend_status="optimal", backend="numpy",
-                             backend_version=_numpy_version(), options=opts,
+                             backend_version=numpy_version(), options=opts,
                              message="count windows around the MILP's selection are empty",
                              info={**lag.info, **winfo})
                 if r.proven_optimal:
@@ -626,7 +547,7 @@ def _run_exact(problem, *, time_limit=None, threads=None, seed=0):
 
 # ------------------------------------------------------------------------------- fast, baselines
 def _run_fast(problem, *, time_limit=None, max_evals=30, max_table=None, improve=True):
-    from pruneopt.solvers.fast.channels.dp import DEFAULT_MAX_TABLE
+    from pruneopt.solvers.fast.channels.elimination_plan import DEFAULT_MAX_TABLE
     from pruneopt.solvers.fast.channels.lagrangian import lagrangian_channels
 
     opts = {"time_limit": time_limit, "max_evals": int(max_evals),
@@ -634,14 +555,14 @@ def _run_fast(problem, *, time_limit=None, max_evals=30, max_table=None, improve
     res = lagrangian_channels(problem, max_evals=int(max_evals), time_limit=time_limit,
                               max_table=int(max_table or DEFAULT_MAX_TABLE),
                               improve=bool(improve))
-    if res.status == "infeasible":
-        return _infeasible(problem, "fast", "numpy", _numpy_version(), opts)
+    if res.status == Status.INFEASIBLE:
+        return _infeasible(problem, "fast", "numpy", numpy_version(), opts)
     cut = res.info.get("cuts", 0)
     msg = ("Lagrangian bound (exact count DP" + (f"; {cut} edge(s) cut, still a valid bound)"
                                                  if cut else ")") + ", greedy primal")
     return finalize(problem, solver="fast", x=problem.selection_from_counts(res.k),
-                    bound=res.bound, backend_status="feasible", backend="numpy",
-                    backend_version=_numpy_version(), options=opts, message=msg, info=res.info)
+                    bound=res.bound, backend_status=Status.FEASIBLE, backend="numpy",
+                    backend_version=numpy_version(), options=opts, message=msg, info=res.info)
 
 
 def _baseline(name: str, select):
@@ -651,48 +572,43 @@ def _baseline(name: str, select):
         opts = {"time_limit": time_limit}
         k = select(problem)
         if k is None:
-            return _infeasible(problem, name, "numpy", _numpy_version(), opts)
+            return _infeasible(problem, name, "numpy", numpy_version(), opts)
         return finalize(problem, solver=name, x=problem.selection_from_counts(k),
-                        bound=total_value(problem), backend_status="feasible", backend="numpy",
-                        backend_version=_numpy_version(), options=opts,
+                        bound=total_value(problem), backend_status=Status.FEASIBLE, backend="numpy",
+                        backend_version=numpy_version(), options=opts,
                         message="heuristic; trivial bound Σ_g V_g(n_g)")
 
     return run
 
 
 def _register_all() -> None:
+    from pruneopt.solvers.backends import pyomo_scip
     from pruneopt.solvers.fast.channels.lagrangian import (
         global_threshold_counts,
         uniform_counts,
     )
-    from pruneopt.solvers.backends.pyomo_runner import scip_available
 
-    register(SolverSpec("pyomo-highs", CHANNELS, _run_pyomo_highs, exact=True,
-                        description="P1 layered-graph MILP in Pyomo, HiGHS at zero gap",
-                        options=("threads", "seed", "score_scale")))
-    register(SolverSpec("pyomo-highs-mccormick", CHANNELS, _run_pyomo_highs_mccormick,
-                        exact=True, description="P1' McCormick MILP in Pyomo, HiGHS at zero gap",
-                        options=("threads", "seed", "score_scale")))
-    register(SolverSpec("cpsat", CHANNELS, _run_cpsat, exact=True,
-                        description="CP-SAT over integer counts, integerised values, zero gap",
-                        options=("workers", "seed", "score_scale")))
-    register(SolverSpec("pyomo-scip", CHANNELS, _run_pyomo_scip, exact=True,
-                        description="P1 (or P1', form=) through SCIP; needs the [scip] extra",
-                        available=scip_available, options=("seed", "score_scale", "form")))
-    register(SolverSpec("dp", CHANNELS, _run_dp, exact=True,
-                        description="budgeted Pareto DP along a chain (chains only)",
-                        options=("max_labels",)))
-    register(SolverSpec("exact", CHANNELS, _run_exact, exact=True,
-                        description="dp on chains, else P1 on HiGHS, seeded by the fast solver",
-                        options=("threads", "seed")))
-    register(SolverSpec("fast", CHANNELS, _run_fast, exact=False,
-                        description="Lagrangian relaxation with count DPs: certified bound",
-                        options=("max_evals", "max_table", "improve")))
-    register(SolverSpec("uniform", CHANNELS, _baseline("uniform", uniform_counts), exact=False,
-                        description="one keep ratio in every group, largest meeting the budget"))
-    register(SolverSpec("global-threshold", CHANNELS,
-                        _baseline("global-threshold", global_threshold_counts), exact=False,
-                        description="one threshold on mean-normalised scores (Torch-Pruning)"))
+    scale = "score_scale"
+    register_table(CHANNELS, [
+        ("pyomo-highs", _run_pyomo_highs, True, ("threads", "seed", scale),
+         "P1 layered-graph MILP in Pyomo, HiGHS at zero gap"),
+        ("pyomo-highs-mccormick", _run_pyomo_highs_mccormick, True, ("threads", "seed", scale),
+         "P1' McCormick MILP in Pyomo, HiGHS at zero gap"),
+        ("cpsat", _run_cpsat, True, ("workers", "seed", scale),
+         "CP-SAT over integer counts, integerised values, zero gap"),
+        ("pyomo-scip", _run_pyomo_scip, True, ("seed", scale, "form"),
+         "P1 (or P1', form=) through SCIP; needs the [scip] extra", pyomo_scip.available),
+        ("dp", _run_dp, True, ("max_labels",),
+         "budgeted Pareto DP along a chain (chains only)"),
+        ("exact", _run_exact, True, ("threads", "seed"),
+         "dp on chains, else P1 on HiGHS, seeded by the fast solver"),
+        ("fast", _run_fast, False, ("max_evals", "max_table", "improve"),
+         "Lagrangian relaxation with count DPs: certified bound"),
+        ("uniform", _baseline("uniform", uniform_counts), False, (),
+         "one keep ratio in every group, largest meeting the budget"),
+        ("global-threshold", _baseline("global-threshold", global_threshold_counts), False, (),
+         "one threshold on mean-normalised scores (Torch-Pruning)"),
+    ])
 
 
 _register_all()

@@ -1,7 +1,7 @@
 """HiGHS through highspy, built from arrays in one ``passModel`` (no modelling layer).
 
-The model is the per-item ILP of :mod:`pruneopt.formulations.joint.problem`, over the items of each layer
-in decreasing score order (a permutation within layers, so the same program):
+The model is the per-item ILP of :mod:`pruneopt.formulations.joint.problem`, over the items of
+each layer in decreasing score order (a permutation within layers, so the same program):
 
     maximize σ Σ s_i x_i   s.t.   Σ x_i ≤ K',   Σ (c_g / u) x_i ≤ F' / u,   x ∈ {0,1}
 
@@ -31,7 +31,10 @@ import math
 
 import numpy as np
 
-from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
+from pruneopt.solvers.backends import highspy as highspy_adapter
+from pruneopt.solvers.backends.common import unscale
+from pruneopt.solvers.constants import Status
+from pruneopt.solvers.deadline import call_guarded
 from pruneopt.solvers.fast.joint.falcon import greedy_fill
 from pruneopt.solvers.fast.joint.lagrangian import solve_dual
 from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
@@ -42,25 +45,6 @@ from pruneopt.solvers.scaling import integer_cost_divisor, score_scale_at_thresh
 
 # Cores above this many items run in a guarded worker process when a time limit is set.
 GUARD_ITEMS = 50_000
-
-
-def highs_version() -> str:
-    import highspy
-
-    return str(highspy.Highs().version())
-
-
-def _status_word(model_status, has_solution: bool) -> str:
-    import highspy
-
-    s = highspy.HighsModelStatus
-    if model_status == s.kOptimal:
-        return "optimal"
-    if model_status == s.kInfeasible:
-        return "infeasible"
-    if model_status in (s.kTimeLimit, s.kIterationLimit, s.kInterrupt, s.kSolutionLimit):
-        return "time_limit"
-    return "feasible" if has_solution else "error"
 
 
 def solve_core(values: list[np.ndarray], costs: np.ndarray, K: int, F: float, *, score_scale: float,
@@ -76,8 +60,8 @@ def solve_core(values: list[np.ndarray], costs: np.ndarray, K: int, F: float, *,
     sizes = np.array([v.size for v in values], dtype=np.int64)
     n = int(sizes.sum())
     if n == 0:
-        return {"counts": np.zeros(len(values), dtype=np.int64), "bound": 0.0, "status": "optimal",
-                "nodes": 0, "message": "empty core"}
+        return {"counts": np.zeros(len(values), dtype=np.int64), "bound": 0.0,
+                "status": Status.OPTIMAL, "nodes": 0, "message": "empty core"}
     obj = np.concatenate(values) * score_scale
     col_cost = np.repeat(costs / cost_unit, sizes)
 
@@ -98,18 +82,19 @@ def solve_core(values: list[np.ndarray], costs: np.ndarray, K: int, F: float, *,
     coef[1::2] = col_cost
     lp.a_matrix_.value_ = coef
     lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-    h, info, status = _run_highs_model(lp, time_limit=time_limit, threads=threads, seed=seed)
+    run = highspy_adapter.run(lp, time_limit=time_limit, threads=threads, seed=seed)
     counts = None
-    if info.primal_solution_status == 2:
-        col = np.asarray(h.getSolution().col_value) > 0.5
+    if run.has_solution:
+        col = run.values > 0.5
         csum = np.concatenate(([0], np.cumsum(col, dtype=np.int64)))
         ptr = np.concatenate(([0], np.cumsum(sizes)))
         counts = csum[ptr[1:]] - csum[ptr[:-1]]
-    raw_bound = info.mip_dual_bound
-    bound = raw_bound / score_scale if math.isfinite(raw_bound) else math.inf
-    return {"counts": counts, "bound": bound, "status": status,
-            "nodes": int(info.mip_node_count),
-            "message": h.modelStatusToString(h.getModelStatus())}
+    return _core_answer(run, counts, score_scale)
+
+
+def _core_answer(run, counts, score_scale: float) -> dict:
+    return {"counts": counts, "bound": unscale(run.bound, score_scale), "status": run.status,
+            "nodes": run.nodes, "message": run.message}
 
 
 def solve_core_counts(values: list[np.ndarray], costs: np.ndarray, K: int, F: float, *,
@@ -132,7 +117,7 @@ def solve_core_counts(values: list[np.ndarray], costs: np.ndarray, K: int, F: fl
     keep = [g for g, v in enumerate(values) if v.size]
     L = len(values)
     if not keep:
-        return {"counts": np.zeros(L, dtype=np.int64), "bound": 0.0, "status": "optimal",
+        return {"counts": np.zeros(L, dtype=np.int64), "bound": 0.0, "status": Status.OPTIMAL,
                 "nodes": 0, "message": "empty core"}
     m = len(keep)
     w = np.array([values[g].size for g in keep], dtype=np.int64)
@@ -166,35 +151,13 @@ def solve_core_counts(values: list[np.ndarray], costs: np.ndarray, K: int, F: fl
     lp.a_matrix_.value_ = value
     lp.integrality_ = ([highspy.HighsVarType.kInteger] * m
                        + [highspy.HighsVarType.kContinuous] * m)
-    h, info, status = _run_highs_model(lp, time_limit=time_limit, threads=threads, seed=seed)
+    run = highspy_adapter.run(lp, time_limit=time_limit, threads=threads, seed=seed)
     counts = None
-    if info.primal_solution_status == 2:
-        t = np.rint(np.asarray(h.getSolution().col_value)[:m]).astype(np.int64)
+    if run.has_solution:
+        t = np.rint(run.values[:m]).astype(np.int64)
         counts = np.zeros(L, dtype=np.int64)
         counts[keep] = np.clip(t, 0, w)
-    raw_bound = info.mip_dual_bound
-    return {"counts": counts, "bound": raw_bound / score_scale if math.isfinite(raw_bound)
-            else math.inf, "status": status, "nodes": int(info.mip_node_count),
-            "message": h.modelStatusToString(h.getModelStatus())}
-
-
-def _run_highs_model(lp, *, time_limit, threads, seed):
-    """passModel, zero gap, run; returns (highs, info, finalize status word)."""
-    import highspy
-
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.passModel(lp)
-    h.setOptionValue("mip_rel_gap", 0.0)
-    h.setOptionValue("mip_abs_gap", 0.0)
-    h.setOptionValue("random_seed", int(seed))
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
-    if threads is not None:
-        h.setOptionValue("threads", int(threads))
-    h.run()
-    info = h.getInfo()
-    return h, info, _status_word(h.getModelStatus(), info.primal_solution_status == 2)
+    return _core_answer(run, counts, score_scale)
 
 
 def highs_joint(problem, *, time_limit=None, fixing=True, model="counts", threads=None, seed=0,
@@ -222,26 +185,21 @@ def highs_joint(problem, *, time_limit=None, fixing=True, model="counts", thread
         raise ValueError(f"model: must be 'counts' or 'items', got {model!r}")
     core_solver = solve_core_counts if model == "counts" else solve_core
     if K_core < 0 or F_core < -1e-9 * max(1.0, F):
-        core = {"counts": None, "bound": -math.inf, "status": "infeasible", "nodes": 0,
+        core = {"counts": None, "bound": -math.inf, "status": Status.INFEASIBLE, "nodes": 0,
                 "message": "the fixed items alone exceed a budget"}
     else:
         kwargs = dict(values=values, costs=layers.cost, K=K_core, F=max(F_core, 0.0),
                       score_scale=sigma, cost_unit=unit, time_limit=time_limit, threads=threads,
                       seed=seed)
-        if time_limit is not None and win.core_size > GUARD_ITEMS:
-            # large models can overrun HiGHS's own time limit: guard it from outside
-            grace = max(5.0, 0.25 * time_limit)
-            try:
-                core = call_with_deadline(core_solver, kwargs, time_limit + grace)
-            except DeadlineExceeded as exc:
-                core = {"counts": None, "bound": math.inf, "status": "time_limit", "nodes": -1,
-                        "message": str(exc)}
-        else:
-            core = core_solver(**kwargs)
+        # large models can overrun HiGHS's own time limit: guard it from outside
+        core = call_guarded(core_solver, kwargs, time_limit, win.core_size > GUARD_ITEMS,
+                            lambda exc: {"counts": None, "bound": math.inf,
+                                         "status": Status.TIME_LIMIT, "nodes": -1,
+                                         "message": str(exc)})
     status = core["status"]
-    if status == "infeasible":
+    if status == Status.INFEASIBLE:
         # No selection respects the fixings, so none beats the incumbent: it is optimal.
-        status, core["bound"] = "optimal", -math.inf
+        status, core["bound"] = Status.OPTIMAL, -math.inf
 
     k_best, z_best = k_inc, z_inc
     if core["counts"] is not None:
@@ -257,14 +215,15 @@ def highs_joint(problem, *, time_limit=None, fixing=True, model="counts", thread
     k_pol, moves = improve_counts(layers, k_best, K, F)
     z_pol = float(np.sum(layers.prefix(k_pol)))
     if moves and z_pol > z_best:
-        refuted = (f"HiGHS's answer was improved by {moves} exchange move(s) (+{z_pol - z_best:.3g}):"
-                   " its tolerances hid small scores; not proven")
+        refuted = (f"HiGHS's answer was improved by {moves} exchange move(s) "
+                   f"(+{z_pol - z_best:.3g}): its tolerances hid small scores; not proven")
         k_best, z_best = k_pol, z_pol
-        status = "feasible" if status == "optimal" else status
+        status = Status.FEASIBLE if status == Status.OPTIMAL else status
     if bound < z_best - 1e-12 * abs(z_best):
         bound = dual.bound  # HiGHS's bound is contradicted; the exact LP bound is valid
     info = {"model": model, "core_items": win.core_size, "fixed_to_one": int(win.lo.sum()),
             "items": problem.num_items, "nodes": core["nodes"], "score_scale": sigma,
-            "cost_unit": unit, "highs_status": core["message"] + (f"; {refuted}" if refuted else "")}
+            "cost_unit": unit,
+            "highs_status": core["message"] + (f"; {refuted}" if refuted else "")}
     x = layers.select(problem.scores, k_best)
     return x, bound, status, info

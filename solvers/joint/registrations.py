@@ -1,42 +1,67 @@
 """Registration of every solver of the joint formulation (imported lazily by the registry).
 
-| name          | kind      | what it is                                                         |
-|---------------|-----------|--------------------------------------------------------------------|
-| pyomo-highs   | exact     | the readable Pyomo model, HiGHS at zero gap                          |
-| highs         | exact     | highspy from arrays, reduced-cost fixing, count-space core, zero gap |
-| cpsat         | exact     | OR-Tools CP-SAT on integerised scores, bound corrected for rounding   |
-| pyomo-scip    | exact     | SCIP through Pyomo (``pip install pruneopt[scip]``)                  |
-| exact         | exact     | count-space branch and bound over cost classes (fast/exact_joint.py) |
-| falcon        | fast      | FALCON's LP-dual algorithm; certified bound                          |
-| magnitude     | heuristic | top-K by score, cut back to meet the FLOP budget                     |
-| ratio         | heuristic | by score per MAC, longest prefix meeting both budgets                |
+| name        | kind      | what it is                                                           |
+|-------------|-----------|----------------------------------------------------------------------|
+| pyomo-highs | exact     | the readable Pyomo model, HiGHS at zero gap                          |
+| highs       | exact     | highspy from arrays, reduced-cost fixing, count-space core, zero gap |
+| cpsat       | exact     | OR-Tools CP-SAT on integerised scores, bound corrected for rounding   |
+| pyomo-scip  | exact     | SCIP through Pyomo (``pip install pruneopt[scip]``)                  |
+| exact       | exact     | count-space branch and bound over cost classes (fast/joint/exact.py) |
+| falcon      | fast      | FALCON's LP-dual algorithm; certified bound                          |
+| magnitude   | heuristic | top-K by score, cut back to meet the FLOP budget                     |
+| ratio       | heuristic | by score per MAC, longest prefix meeting both budgets                |
+
+Each exact registration declares the model (``problem.to_pyomo()``, ``problem.to_cpsat()``, or
+highspy arrays in :mod:`~pruneopt.solvers.joint.highs_arrays`), runs it through its backend
+adapter (:mod:`pruneopt.solvers.backends`) and hands the raw answer to
+:func:`~pruneopt.solvers.result.finalize`; a floating-point answer is first checked by exchange
+moves (:mod:`~pruneopt.solvers.joint.polish`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
 from pruneopt.formulations.joint.problem import JointBudgetProblem
-from pruneopt.solvers.registry import SolverSpec, register
+from pruneopt.solvers.backends.common import numpy_version, unscale
+from pruneopt.solvers.constants import Status
+from pruneopt.solvers.registry import register_table
 from pruneopt.solvers.result import finalize
 
 JOINT = JointBudgetProblem.kind
-ZERO_GAP = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
 # With a time limit, Pyomo solves of more items run in a worker ended at the limit (+ grace).
 PYOMO_GUARD_ITEMS = 5000
 
 
-def _numpy_version() -> str:
-    return np.__version__
-
-
 # ------------------------------------------------------------------------------- exact backends
+def run_declared(problem, *, backend: str, score_scale: float, cost_unit: float, time_limit=None,
+                 threads=None, seed=0) -> dict:
+    """Declare the joint model in Pyomo and run it on ``backend`` ("highs" or "scip"); the raw
+    answer as a dict (picklable inputs and output: usable in a worker)."""
+    from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
+
+    model = problem.to_pyomo(score_scale=score_scale, cost_unit=cost_unit)
+    adapter = pyomo_highs if backend == "highs" else pyomo_scip
+    run = adapter.run(model, time_limit=time_limit, threads=threads, seed=seed)
+    x = None
+    if run.has_solution:
+        vals = np.array([model.x[i].value if model.x[i].value is not None else 0.0
+                         for i in range(problem.num_items)], dtype=np.float64)
+        x = vals > 0.5
+    return {"x": x, "bound": unscale(run.bound, score_scale), "status": run.status,
+            "message": run.message}
+
+
 def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=0,
                score_scale=None):
-    from pruneopt.solvers.backends import pyomo_runner
+    from pruneopt.solvers.backends import pyomo_highs, pyomo_scip
+    from pruneopt.solvers.deadline import call_guarded
+    from pruneopt.solvers.fast.joint.falcon import greedy_fill
     from pruneopt.solvers.fast.joint.lagrangian import solve_dual
     from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
-    from pruneopt.solvers.joint.highs_arrays import highs_version
     from pruneopt.solvers.joint.polish import polish_selection
     from pruneopt.solvers.scaling import integer_cost_divisor, score_scale_at_threshold
 
@@ -46,43 +71,36 @@ def _run_pyomo(problem, *, time_limit=None, backend="highs", threads=None, seed=
              else score_scale_at_threshold(layers, dual.lam, dual.omega))
     unit = integer_cost_divisor(problem.flop_cost)
     if backend == "highs":
-        name, version = "pyomo-highs", f"pyomo {pyomo_runner.pyomo_version()}, highs {highs_version()}"
-        opts = {**ZERO_GAP, "threads": threads}
+        name, version = "pyomo-highs", pyomo_highs.version()
+        opts = {**pyomo_highs.ZERO_GAP, "threads": threads}
     else:
-        name = "pyomo-scip"
-        version = f"pyomo {pyomo_runner.pyomo_version()}, pyscipopt {pyomo_runner.scip_version()}"
-        opts = dict(pyomo_runner.SCIP_EXACT_OPTIONS)
+        name, version = "pyomo-scip", pyomo_scip.version()
+        opts = dict(pyomo_scip.EXACT_OPTIONS)
     opts.update(score_scale=sigma, cost_unit=unit, seed=seed, time_limit=time_limit)
 
-    kwargs = dict(problem=problem, backend=backend, score_scale=sigma, cost_unit=unit,
-                  time_limit=time_limit, threads=threads, seed=seed)
-    if problem.num_items == 0:  # nothing to declare: the empty selection is the optimum
-        raw = {"x": np.zeros(0, dtype=bool), "bound": 0.0, "status": "optimal",
-               "message": "no items"}
-    elif time_limit is not None and problem.num_items > PYOMO_GUARD_ITEMS:
-        # SCIP ran 400 s under a 60 s limit on 3e4 items: hold the limit from outside
-        from pruneopt.solvers.deadline import DeadlineExceeded, call_with_deadline
-        from pruneopt.solvers.fast.joint.falcon import greedy_fill
+    def falcon_instead(exc):
+        k = greedy_fill(layers, dual.counts, dual.lam, problem.nnz_budget, problem.flop_budget)
+        return {"x": layers.select(problem.scores, k), "bound": dual.bound,
+                "status": Status.TIME_LIMIT,
+                "message": f"{exc}; FALCON's selection and the LP bound are returned"}
 
-        try:
-            raw = call_with_deadline(pyomo_runner.run_declared, kwargs,
-                                     time_limit + max(5.0, 0.25 * time_limit))
-        except DeadlineExceeded as exc:
-            k = greedy_fill(layers, dual.counts, dual.lam, problem.nnz_budget,
-                            problem.flop_budget)
-            raw = {"x": layers.select(problem.scores, k), "bound": dual.bound,
-                   "status": "time_limit",
-                   "message": f"{exc}; FALCON's selection and the LP bound are returned"}
+    if problem.num_items == 0:  # nothing to declare: the empty selection is the optimum
+        raw = {"x": np.zeros(0, dtype=bool), "bound": 0.0, "status": Status.OPTIMAL,
+               "message": "no items"}
     else:
-        raw = pyomo_runner.run_declared(**kwargs)
+        # SCIP ran 400 s under a 60 s limit on 3e4 items: hold the limit from outside
+        raw = call_guarded(run_declared, dict(problem=problem, backend=backend, score_scale=sigma,
+                                              cost_unit=unit, time_limit=time_limit,
+                                              threads=threads, seed=seed),
+                           time_limit, problem.num_items > PYOMO_GUARD_ITEMS, falcon_instead)
     x, bound, status, message = raw["x"], raw["bound"], raw["status"], raw["message"]
     if x is not None and problem.is_feasible(x):
         x, gain, moves = polish_selection(problem, layers, x)
         if gain > 0:
             message += f"; improved by {moves} exchange move(s) (+{gain:.3g})"
-            if status == "optimal":
+            if status == Status.OPTIMAL:
                 message += ": the solver's tolerances hid small scores; its optimum is refuted"
-                status = "feasible"
+                status = Status.FEASIBLE
         z = problem.evaluate(x).objective
         if bound < z - 1e-12 * abs(z):
             bound = dual.bound  # the solver's bound is contradicted; the exact LP bound is valid
@@ -102,79 +120,95 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, score_scale=None):
 
 def _run_highs(problem, *, time_limit=None, fixing=True, model="counts", threads=None, seed=0,
                score_scale=None):
-    from pruneopt.solvers.joint.highs_arrays import highs_joint, highs_version
+    from pruneopt.solvers.backends import highspy as highspy_adapter
+    from pruneopt.solvers.joint.highs_arrays import highs_joint
 
     x, bound, status, info = highs_joint(problem, time_limit=time_limit, fixing=bool(fixing),
                                          model=model, threads=threads, seed=seed,
                                          score_scale=score_scale)
-    opts = {**ZERO_GAP, "fixing": bool(fixing), "model": model, "threads": threads, "seed": seed,
-            "score_scale": info["score_scale"], "cost_unit": info["cost_unit"],
-            "time_limit": time_limit}
+    opts = {**highspy_adapter.ZERO_GAP, "fixing": bool(fixing), "model": model,
+            "threads": threads, "seed": seed, "score_scale": info["score_scale"],
+            "cost_unit": info["cost_unit"], "time_limit": time_limit}
     scope = (f"core of {info['core_items']} of {info['items']} items after reduced-cost fixing"
              if fixing else f"all {info['items']} items (no fixing)")
     msg = f"{scope}, {model} model; HiGHS: {info['highs_status']}, {info['nodes']} nodes"
     return finalize(problem, solver="highs", x=x, bound=bound, backend_status=status,
-                    backend="highspy", backend_version=highs_version(), options=opts,
+                    backend="highspy", backend_version=highspy_adapter.version(), options=opts,
                     message=msg, info=info)
 
 
-def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
-    from pruneopt.solvers.backends.cpsat import ortools_version, run_cpsat
+def rounding_correction(problem, scaling, integer_bound: float) -> float:
+    """An upper bound on Σ_i max(e_i, 0) x_i over the feasible x, e_i the rounding error of item
+    i's integerised score (see :mod:`pruneopt.formulations.joint.cpsat_model`): only items whose
+    integer score fits under the integer bound can be kept."""
+    from pruneopt.solvers.fast.joint.greedy import relaxation_bound
 
-    raw = run_cpsat(problem, time_limit=time_limit, workers=workers, seed=seed,
-                    score_scale=score_scale)
-    info = raw["info"]
-    opts = {"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0, "seed": seed,
-            "num_workers": info["workers"], "score_scale": info["score_scale"],
-            "cost_unit": info["cost_unit"], "time_limit": time_limit}
-    return finalize(problem, solver="cpsat", x=raw["x"], bound=raw["bound"],
-                    backend_status=raw["status"], backend="ortools-cpsat",
-                    backend_version=ortools_version(), options=opts, message=raw["message"],
-                    info=info)
+    possible = scaling.integer_scores <= np.floor(integer_bound + 1e-6)
+    positive = np.where(possible, np.maximum(scaling.rounding_error, 0.0), 0.0)
+    if not positive.any():
+        return 0.0
+    return relaxation_bound(dataclasses.replace(problem, scores=positive))
+
+
+def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=None):
+    from pruneopt.solvers.backends import cpsat
+
+    model, x_vars, scaling = problem.to_cpsat(score_scale=score_scale)
+    run = cpsat.run(model, x_vars, time_limit=time_limit, workers=workers, seed=seed)
+    # CP-SAT's bound means something only once it has a solution (without one it reads 0)
+    x, correction, bound = None, math.nan, math.inf
+    if run.has_solution:
+        x = run.values.astype(bool)
+        correction = rounding_correction(problem, scaling, run.bound)
+        bound = run.bound / scaling.score_scale + correction
+    info = {"score_scale": scaling.score_scale, "cost_unit": scaling.cost_unit,
+            "bound_correction": correction, "integer_objective": run.objective,
+            "integer_bound": run.bound, "workers": run.extra["workers"]}
+    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info["workers"],
+            "score_scale": info["score_scale"], "cost_unit": info["cost_unit"],
+            "time_limit": time_limit}
+    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=run.status,
+                    backend="ortools-cpsat", backend_version=run.version, options=opts,
+                    message=run.message, info=info)
 
 
 # ------------------------------------------------------------------------------- fast algorithms
 def _fast(name: str, select, message: str):
     def run(problem, *, time_limit=None):
         x, bound, info = select(problem)
-        return finalize(problem, solver=name, x=x, bound=bound, backend_status="feasible",
-                        backend="numpy", backend_version=_numpy_version(),
+        return finalize(problem, solver=name, x=x, bound=bound, backend_status=Status.FEASIBLE,
+                        backend="numpy", backend_version=numpy_version(),
                         options={"time_limit": time_limit}, message=message, info=info)
 
     return run
 
 
 def _register_all() -> None:
+    from pruneopt.solvers.backends import pyomo_scip
+    from pruneopt.solvers.fast.joint.exact import solve_exact
     from pruneopt.solvers.fast.joint.falcon import falcon_select
     from pruneopt.solvers.fast.joint.greedy import magnitude_select, ratio_select
-    from pruneopt.solvers.backends.pyomo_runner import scip_available
 
-    register(SolverSpec("pyomo-highs", JOINT, _run_pyomo_highs, exact=True,
-                        description="Pyomo model, HiGHS at zero gap",
-                        options=("threads", "seed", "score_scale")))
-    register(SolverSpec("highs", JOINT, _run_highs, exact=True,
-                        description="highspy from arrays, reduced-cost fixing, zero gap",
-                        options=("fixing", "model", "threads", "seed", "score_scale")))
-    register(SolverSpec("cpsat", JOINT, _run_cpsat, exact=True,
-                        description="OR-Tools CP-SAT on integerised scores, zero gap",
-                        options=("workers", "seed", "score_scale")))
-    register(SolverSpec("pyomo-scip", JOINT, _run_pyomo_scip, exact=True,
-                        description="SCIP through Pyomo; needs the [scip] extra (pyscipopt)",
-                        available=scip_available, options=("seed", "score_scale")))
-    register(SolverSpec("falcon", JOINT, _fast("falcon", falcon_select,
-                        "LP dual bound, rounded selection"), exact=False,
-                        description="FALCON: exact LP dual, rounding meeting both budgets"))
-    from pruneopt.solvers.fast.joint.exact import solve_exact
-
-    register(SolverSpec("exact", JOINT, solve_exact, exact=True,
-                        description="count-space branch and bound over cost classes, proven",
-                        options=("rel_gap",)))
-    register(SolverSpec("magnitude", JOINT, _fast("magnitude", magnitude_select,
-                        "heuristic; bound from single-row LP relaxations"), exact=False,
-                        description="top-K scores, cut back to meet the FLOP budget"))
-    register(SolverSpec("ratio", JOINT, _fast("ratio", ratio_select,
-                        "heuristic; bound from single-row LP relaxations"), exact=False,
-                        description="score per MAC order, longest prefix meeting both budgets"))
+    single_row = "heuristic; bound from single-row LP relaxations"
+    scale = "score_scale"
+    register_table(JOINT, [
+        ("pyomo-highs", _run_pyomo_highs, True, ("threads", "seed", scale),
+         "Pyomo model, HiGHS at zero gap"),
+        ("highs", _run_highs, True, ("fixing", "model", "threads", "seed", scale),
+         "highspy from arrays, reduced-cost fixing, zero gap"),
+        ("cpsat", _run_cpsat, True, ("workers", "seed", scale),
+         "OR-Tools CP-SAT on integerised scores, zero gap"),
+        ("pyomo-scip", _run_pyomo_scip, True, ("seed", scale),
+         "SCIP through Pyomo; needs the [scip] extra (pyscipopt)", pyomo_scip.available),
+        ("falcon", _fast("falcon", falcon_select, "LP dual bound, rounded selection"), False, (),
+         "FALCON: exact LP dual, rounding meeting both budgets"),
+        ("exact", solve_exact, True, ("rel_gap",),
+         "count-space branch and bound over cost classes, proven"),
+        ("magnitude", _fast("magnitude", magnitude_select, single_row), False, (),
+         "top-K scores, cut back to meet the FLOP budget"),
+        ("ratio", _fast("ratio", ratio_select, single_row), False, (),
+         "score per MAC order, longest prefix meeting both budgets"),
+    ])
 
 
 _register_all()

@@ -1,1 +1,3 @@
-"""Solvers of the joint-qp formulation: ``registrations`` (imported lazily by the registry) and the backend glue they use."""
+"""Solvers of the joint-qp formulation: ``registrations`` (the exact ones and the magnitude
+backsolve) and ``heuristics`` (the fast ones), imported lazily by the registry; ``enumerate``
+and ``outer_approximation`` are the exact algorithms."""

@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+from pruneopt.solvers.constants import Status
 from pruneopt.solvers.fast.joint_qp.backsolve import restricted_ridge
 
 MAX_ITEMS = 22
@@ -129,7 +130,7 @@ def solve_enumerate(problem, *, max_items: int = MAX_ITEMS, time_limit: float | 
             f"p: enumerate refuses p={p} > max_items={max_items} (it scans 2^p supports); "
             f"use 'oa-highs' or 'pyomo-scip', or raise max_items")
     if p == 0:
-        return {"x": np.zeros(0), "bound": 0.0, "status": "optimal", "message": "no weights",
+        return {"x": np.zeros(0), "bound": 0.0, "status": Status.OPTIMAL, "message": "no weights",
                 "info": {"maximal_supports": 1, "feasible_supports": 1}}
     codes, n_feasible = maximal_supports(problem)
     H = dense_hessian(problem)
@@ -167,7 +168,7 @@ def solve_enumerate(problem, *, max_items: int = MAX_ITEMS, time_limit: float | 
             "evaluated": int(np.count_nonzero(done)), "candidates_resolved": int(cand.size),
             "batched_min": float(vmin) if math.isfinite(vmin) else math.nan}
     if timed_out:
-        return {"x": best_w, "bound": problem.lower_bound(), "status": "time_limit",
+        return {"x": best_w, "bound": problem.lower_bound(), "status": Status.TIME_LIMIT,
                 "message": (f"time limit after {info['evaluated']} of {codes.size} maximal "
                             "supports; bound = the unconstrained minimum of Q"), "info": info}
     message = f"exhaustive over {codes.size} maximal feasible supports"
@@ -176,4 +177,5 @@ def solve_enumerate(problem, *, max_items: int = MAX_ITEMS, time_limit: float | 
         # a batched value below every re-solved one: rounding beyond the window; be honest
         bound = float(vmin)
         message += "; batched minimum below the re-solved optimum (numerical trouble)"
-    return {"x": best_w, "bound": bound, "status": "optimal", "message": message, "info": info}
+    return {"x": best_w, "bound": bound, "status": Status.OPTIMAL, "message": message,
+            "info": info}

@@ -2,13 +2,13 @@
 
 | name        | kind      | what it is                                                        |
 |-------------|-----------|-------------------------------------------------------------------|
-| falcon      | fast      | FALCON's discrete first-order method (fast/falcon_qp.py); bound:  |
+| falcon      | fast      | FALCON's first-order method (fast/joint_qp/falcon.py); bound:     |
 |             |           | the separable lower bound (Fisher term dropped, FALCON's LP dual) |
 | chita       | heuristic | NNZ-only IHT, FLOPs repaired by |w|/c, backsolve                   |
 | woodfisher  | heuristic | OBS saliency by the joint ILP, WoodFisher's one-shot update       |
 | magnitude   | heuristic | top-K |w̄| cut back to meet FLOPs, no update                        |
 
-The exact solvers (enumeration, outer approximation, SCIP) are in joint_qp_backends.py.
+The exact solvers (enumeration, outer approximation, SCIP) are in registrations.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import SolverSpec, register
 from pruneopt.solvers.result import finalize
 
@@ -24,7 +25,7 @@ KIND = "joint-qp"
 
 
 def _finish(problem, name, w, bound, options, info, message=""):
-    return finalize(problem, solver=name, x=w, bound=bound, backend_status="feasible",
+    return finalize(problem, solver=name, x=w, bound=bound, backend_status=Status.FEASIBLE,
                     backend="pruneopt.fast", backend_version=np.__version__, options=options,
                     info=info, message=message)
 

@@ -65,6 +65,8 @@ import time
 
 import numpy as np
 
+from pruneopt.solvers.backends import highspy as highspy_adapter
+from pruneopt.solvers.constants import Status
 from pruneopt.solvers.fast.joint_qp.backsolve import restricted_ridge
 from pruneopt.solvers.scaling import integer_cost_divisor
 
@@ -82,12 +84,6 @@ HIGHS_MASTER_OPTIONS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens
 # The master's objective is scaled so that the incumbent is worth this much: HiGHS's absolute
 # tolerances (1e-9 on a row) then cost about 1e-9 / SCALED_INCUMBENT of the objective, relative.
 SCALED_INCUMBENT = 1.0
-
-
-def highs_version() -> str:
-    import highspy
-
-    return str(highspy.Highs().version())
 
 
 def greedy_incumbent(problem) -> np.ndarray:
@@ -226,17 +222,8 @@ class _Master:
             integrality[i] = highspy.HighsVarType.kInteger
         lp.integrality_ = integrality
 
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.passModel(lp)
-        h.setOptionValue("mip_rel_gap", 0.0)
-        h.setOptionValue("mip_abs_gap", 0.0)
-        for k, v in {**HIGHS_TOLERANCES, **HIGHS_MASTER_OPTIONS}.items():
-            h.setOptionValue(k, v)
-        h.setOptionValue("random_seed", int(seed))
-        if threads is not None:
-            h.setOptionValue("threads", int(threads))
-        self.h = h
+        self.h = highspy_adapter.configure(lp, seed=seed, threads=threads,
+                                           options={**HIGHS_TOLERANCES, **HIGHS_MASTER_OPTIONS})
         self.n_cuts = 0
 
     def coords(self, w: np.ndarray) -> np.ndarray:
@@ -296,33 +283,22 @@ class _Master:
         self.h.setSolution(self.n_col, np.arange(self.n_col, dtype=np.int32), col)
 
     def solve(self, time_limit: float | None):
-        import highspy
-
-        h = self.h
-        h.setOptionValue("time_limit", float(max(time_limit, 1e-3)) if time_limit is not None
-                         else highspy.kHighsInf)
-        h.run()
-        info = h.getInfo()
-        status = h.getModelStatus()
-        col = (np.asarray(h.getSolution().col_value) if info.primal_solution_status == 2
-               else None)
-        bound = info.mip_dual_bound
+        """Run the master; returns (the adapter's run, the improving solutions HiGHS saved)."""
+        run = highspy_adapter.solve(self.h, time_limit=time_limit)
         try:
-            pool = [np.asarray(sol.col_value) for sol in h.getSavedMipSolutions()]
+            pool = [np.asarray(sol.col_value) for sol in self.h.getSavedMipSolutions()]
         except (AttributeError, RuntimeError):  # pragma: no cover - older highspy
             pool = []
-        return status, col, bound, int(info.mip_node_count), pool
+        return run, pool
 
 
 def solve_oa(problem, *, time_limit: float | None = None, incumbent=None, rel_gap: float = 1e-10,
              max_iter: int = 100_000, threads: int | None = None, seed: int = 0) -> dict:
     """Outer approximation; returns ``{"x", "bound", "status", "message", "info"}``."""
-    import highspy
-
     start = time.perf_counter()
     p = problem.num_items
     if p == 0:
-        return {"x": np.zeros(0), "bound": 0.0, "status": "optimal", "message": "no weights",
+        return {"x": np.zeros(0), "bound": 0.0, "status": Status.OPTIMAL, "message": "no weights",
                 "info": {"iterations": 0}}
 
     def left():
@@ -350,7 +326,7 @@ def solve_oa(problem, *, time_limit: float | None = None, incumbent=None, rel_ga
         return ub - lb <= rel_gap * max(abs(ub), abs(lb))
 
     if closed():
-        return {"x": best_w, "bound": lb, "status": "optimal",
+        return {"x": best_w, "bound": lb, "status": Status.OPTIMAL,
                 "message": "the incumbent meets the unconstrained minimum", "info": info}
     M = problem.big_m(best_w)
     sigma = max(abs(ub), ub - lb, 1e-300) / SCALED_INCUMBENT
@@ -361,34 +337,35 @@ def solve_oa(problem, *, time_limit: float | None = None, incumbent=None, rel_ga
     master.start_from(best_w, best_w != 0.0)
 
     seen: dict[bytes, int] = {}
-    status_word, message = "feasible", ""
+    status_word, message = Status.FEASIBLE, ""
     while True:
         if info["iterations"] >= max_iter:
             message = f"iteration limit {max_iter}"
             break
         remaining = left()
         if remaining is not None and remaining <= 0:
-            status_word, message = "time_limit", "time limit between master solves"
+            status_word, message = Status.TIME_LIMIT, "time limit between master solves"
             break
-        status, col, bound, nodes, pool = master.solve(remaining)
+        run, pool = master.solve(remaining)
+        col = run.values
         info["iterations"] += 1
-        info["nodes"] += nodes
-        if math.isfinite(bound):
-            lb = max(lb, bound * sigma)
-        ms = highspy.HighsModelStatus
-        if status in (ms.kTimeLimit, ms.kInterrupt):
-            status_word, message = "time_limit", "time limit in the master MILP"
+        info["nodes"] += run.nodes
+        if math.isfinite(run.bound):
+            lb = max(lb, run.bound * sigma)
+        if run.status == Status.TIME_LIMIT:
+            status_word, message = Status.TIME_LIMIT, "time limit in the master MILP"
             break
-        if status != ms.kOptimal or col is None:
-            status_word = "error"
-            message = f"master MILP: {master.h.modelStatusToString(status)}"
+        if run.status != Status.OPTIMAL or col is None:
+            status_word = Status.ERROR
+            message = f"master MILP: {run.message}"
             break
         if closed():
-            status_word = "optimal"
+            status_word = Status.OPTIMAL
             break
         z = col[p:2 * p] > 0.5
         if not problem.fits(z):
-            status_word, message = "error", "the master's support breaks a budget (tolerances)"
+            status_word = Status.ERROR
+            message = "the master's support breaks a budget (tolerances)"
             break
         # the master's optimum first, then the other improving solutions HiGHS met on the way
         came_back = False
@@ -414,7 +391,7 @@ def solve_oa(problem, *, time_limit: float | None = None, incumbent=None, rel_ga
                 master.add_cuts(w_max, on=s_max)
         info["supports"] = len(seen)
         if closed():
-            status_word = "optimal"
+            status_word = Status.OPTIMAL
             break
         if came_back:
             message = ("a support came back 3 times without closing the gap: HiGHS's tolerances "

@@ -8,7 +8,9 @@
 | enumerate           | exact     | every maximal feasible support, batched backsolves (p ≤ 22)   |
 | oa-highs            | exact     | outer approximation, HiGHS MILP master at zero gap            |
 | pyomo-scip          | exact     | the Pyomo MIQP, SCIP (``pip install pruneopt[scip]``)         |
-| exact               | exact     | enumerate for p ≤ 16, else oa-highs                          |
+| exact               | exact     | branch and bound on a certified Fenchel/knapsack dual bound   |
+|                     |           | (fast/joint_qp/branch_and_bound.py, dual_bound.py): no MILP tolerance     |
+| oa-exact            | exact     | the former ``exact``: enumerate for p ≤ 16, else oa-highs     |
 | magnitude-backsolve | heuristic | joint ILP on w̄² (FALCON's "BS"), then the backsolve; no bound |
 
 Every result goes through :func:`~pruneopt.solvers.result.finalize` (sense "minimize": the
@@ -27,28 +29,30 @@ minimum of Q).
 the OA master) computes it only to its feasibility tolerances (about 1e-9 relative at best),
 and two supports whose optima differ by less than that may be confused. The proof is judged
 by finalize against the objective recomputed in float64 (1e-9 relative); a solver that stops
-with a larger gap is reported ``feasible`` with its honest gap.
+with a larger gap is reported ``feasible`` with its honest gap. ``exact`` avoids the issue: its
+bound is computed outside any MILP, in float64 with explicit rounding margins
+(:mod:`pruneopt.solvers.fast.joint_qp.dual_bound`), so its proofs never stall at a solver tolerance —
+they are limited only by the strength of the relaxation (see :mod:`pruneopt.solvers.fast.
+branch_and_bound`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
-import tempfile
 import time
 
 import numpy as np
 
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
+from pruneopt.solvers.backends.common import numpy_version
+from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import SolverSpec, register
 from pruneopt.solvers.result import finalize
 
 JOINT_QP = JointQuadraticProblem.kind
-ENUMERATE_EXACT_ITEMS = 16  # ``exact`` enumerates up to this p (≈ 0.01 s), then uses OA
+ENUMERATE_EXACT_ITEMS = 16  # ``oa-exact`` enumerates up to this p (≈ 0.01 s), then uses OA
 
-# SCIP at zero gap on the MIQP. feastol / dualfeastol as for the joint ILP (SCIP_EXACT_OPTIONS);
+# SCIP at zero gap on the MIQP. feastol / dualfeastol as for the joint ILP (EXACT_OPTIONS);
 # in addition numerics/epsilon and numerics/sumepsilon are lowered from 1e-9 / 1e-6 to 1e-10:
 # at the defaults the dual bound of this continuous objective stalled about 1e-7 (relative)
 # below the optimum and never met the primal bound at zero gap (measured, p = 12 – 20).
@@ -62,46 +66,6 @@ ENUMERATE_EXACT_ITEMS = 16  # ``exact`` enumerates up to this p (≈ 0.01 s), th
 # remove the stall and made SoPlex fail ("unresolved numerical troubles in LP").
 SCIP_MIQP_OPTIONS = {"numerics/epsilon": 1e-10, "numerics/sumepsilon": 1e-10}
 SCIP_STALL_NODES = 20_000
-
-
-@contextlib.contextmanager
-def native_output_to_file():
-    """Send the process's file descriptors 1 and 2 to a temporary file for the duration.
-
-    Pyomo's solver interfaces capture fds 1/2 through a pipe drained by a Python thread, while
-    pyscipopt's ``optimize()`` holds the GIL: once SoPlex writes more than a pipe buffer
-    (64 KiB) — it prints "Cannot set optimality tolerance to small value ... without GMP" on
-    every LP that SCIP re-solves with tightened tolerances, thousands of times on hard MIQPs —
-    the write blocks forever (measured: a p = 20 instance hung with 0% CPU). So fd capture is
-    switched off in Pyomo (its documented ``OVERRIDE_CAPTURE_OUTPUT`` flag) and the fds point
-    at a file, which never blocks; the native output is discarded.
-    """
-    import pyomo.common.tee as tee
-    from pyomo.common.enums import CaptureOutputMode
-
-    old_mode = tee.OVERRIDE_CAPTURE_OUTPUT
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with tempfile.TemporaryFile() as sink:
-            tee.OVERRIDE_CAPTURE_OUTPUT = CaptureOutputMode.DISABLE_FD_CAPTURE
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                tee.OVERRIDE_CAPTURE_OUTPUT = old_mode
-    finally:
-        os.close(saved[0])
-        os.close(saved[1])
-
-
-def _numpy_version() -> str:
-    return np.__version__
 
 
 def _backsolve(problem, support) -> np.ndarray:
@@ -182,13 +146,14 @@ def _run_enumerate(problem, *, time_limit=None, max_items=None):
     raw = solve_enumerate(problem, max_items=limit, time_limit=time_limit)
     return finalize(problem, solver="enumerate", x=raw["x"], bound=raw["bound"],
                     backend_status=raw["status"], backend="numpy",
-                    backend_version=_numpy_version(),
+                    backend_version=numpy_version(),
                     options={"max_items": limit, "time_limit": time_limit},
                     message=raw["message"], info=raw["info"])
 
 
 def _run_oa(problem, *, time_limit=None, rel_gap=1e-10, threads=None, seed=0, max_iter=100_000):
-    from pruneopt.solvers.joint_qp.outer_approximation import HIGHS_TOLERANCES, highs_version, solve_oa
+    from pruneopt.solvers.backends import highspy as highspy_adapter
+    from pruneopt.solvers.joint_qp.outer_approximation import HIGHS_TOLERANCES, solve_oa
 
     start = time.perf_counter()
     inc = incumbent(problem) if problem.num_items else None
@@ -196,12 +161,13 @@ def _run_oa(problem, *, time_limit=None, rel_gap=1e-10, threads=None, seed=0, ma
                                                     1e-3)
     raw = solve_oa(problem, time_limit=remaining, incumbent=inc, rel_gap=float(rel_gap),
                    threads=threads, seed=seed, max_iter=int(max_iter))
-    opts = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0, **HIGHS_TOLERANCES,
+    opts = {**highspy_adapter.ZERO_GAP, **HIGHS_TOLERANCES,
             "rel_gap": float(rel_gap), "threads": threads, "seed": seed,
             "max_iter": int(max_iter), "time_limit": time_limit}
     return finalize(problem, solver="oa-highs", x=raw["x"], bound=raw["bound"],
                     backend_status=raw["status"], backend="highspy",
-                    backend_version=highs_version(), options=opts, message=raw["message"],
+                    backend_version=highspy_adapter.version(), options=opts,
+                    message=raw["message"],
                     info=raw["info"])
 
 
@@ -212,10 +178,7 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
     Returns ``{"x", "bound", "status", "message", "info"}``; x is the backsolve on SCIP's
     support (grown to a maximal one), or ``start`` if that is better.
     """
-    from pyomo.contrib.solver.common.factory import SolverFactory
-    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-
-    from pruneopt.solvers.backends.pyomo_runner import SCIP_EXACT_OPTIONS
+    from pruneopt.solvers.backends import pyomo_scip
 
     p = problem.num_items
     if stall_nodes is None and time_limit is None:
@@ -230,28 +193,18 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
     model = problem.to_pyomo(incumbent=best, objective_scale=1.0 / sigma)
     for i in range(p):  # MIP start: SCIP completes the continuous part itself
         model.z[i].value = 1.0 if best[i] != 0.0 else 0.0
-    options = dict(SCIP_EXACT_OPTIONS, **SCIP_MIQP_OPTIONS)
-    options["randomization/randomseedshift"] = int(seed)
+    options = dict(SCIP_MIQP_OPTIONS)
     if stall_nodes is not None:
         options["limits/stallnodes"] = int(stall_nodes)
-    kwargs = dict(load_solutions=False, raise_exception_on_nonoptimal_result=False,
-                  rel_gap=0.0, abs_gap=0.0, warmstart_discrete_vars=True,
-                  solver_options=options)
-    if time_limit is not None:
-        kwargs["time_limit"] = float(max(time_limit, 1e-3))
-    try:
-        with native_output_to_file():
-            res = SolverFactory("scip_direct").solve(model, **kwargs)
-    except Exception as exc:  # noqa: BLE001 — e.g. "SCIP: error in LP solver!" at tight tolerances
-        return {"x": best, "bound": lb0, "status": "error",
-                "message": f"SCIP failed ({type(exc).__name__}: {exc}); the incumbent is returned",
+    run = pyomo_scip.run_miqp(model, time_limit=time_limit, seed=seed, options=options)
+    if run.status == Status.ERROR:  # e.g. "SCIP: error in LP solver!" at tight tolerances
+        return {"x": best, "bound": lb0, "status": Status.ERROR,
+                "message": f"SCIP failed ({run.message}); the incumbent is returned",
                 "info": {"objective_scale": 1.0 / sigma}}
-    tc = res.termination_condition
-    message = f"SCIP: {tc.name}"
-    if tc == TerminationCondition.iterationLimit:
+    message = f"SCIP: {run.message}"
+    if run.message == "iterationLimit":
         message += f" (stall guard: {stall_nodes} nodes without a better solution)"
-    if res.solution_status in (SolutionStatus.feasible, SolutionStatus.optimal):
-        res.solution_loader.load_vars()
+    if run.has_solution:
         z = np.array([model.z[i].value or 0.0 for i in range(p)]) > 0.5
         if problem.fits(z):
             w = _backsolve(problem, z)
@@ -262,22 +215,13 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
                     best, ub = cand, q
         else:
             message += "; SCIP's support breaks a budget beyond tolerance: ignored"
-    raw_bound = res.objective_bound
+    raw_bound = run.bound
     bound = (raw_bound * sigma if raw_bound is not None and math.isfinite(raw_bound)
              else lb0)
     bound = max(bound, lb0)
-    if tc == TerminationCondition.convergenceCriteriaSatisfied:
-        status = "optimal"
-    elif tc in (TerminationCondition.maxTimeLimit, TerminationCondition.interrupted):
-        status = "time_limit"
-    else:
-        status = "feasible"
-    try:
-        nodes = int(res.extra_info["NNodes"])
-    except (AttributeError, KeyError, TypeError, ValueError):
-        nodes = -1
-    inc_obj = res.incumbent_objective
-    info = {"nodes": nodes, "objective_scale": 1.0 / sigma, "termination": tc.name,
+    status = run.status
+    inc_obj = run.objective
+    info = {"nodes": run.nodes, "objective_scale": 1.0 / sigma, "termination": run.message,
             "scip_primal": (inc_obj * sigma if inc_obj is not None and math.isfinite(inc_obj)
                             else math.nan),
             "scip_dual": raw_bound * sigma if raw_bound is not None else math.nan}
@@ -285,14 +229,14 @@ def scip_miqp(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES,
 
 
 def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_NODES):
-    from pruneopt.solvers.backends import pyomo_runner
+    from pruneopt.solvers.backends import pyomo_scip
 
     start = time.perf_counter()
-    version = f"pyomo {pyomo_runner.pyomo_version()}, pyscipopt {pyomo_runner.scip_version()}"
-    opts = dict(pyomo_runner.SCIP_EXACT_OPTIONS, **SCIP_MIQP_OPTIONS)
+    version = pyomo_scip.version()
+    opts = dict(pyomo_scip.EXACT_OPTIONS, **SCIP_MIQP_OPTIONS)
     opts.update(seed=seed, stall_nodes=stall_nodes, time_limit=time_limit)
     if problem.num_items == 0:
-        raw = {"x": np.zeros(0), "bound": 0.0, "status": "optimal", "message": "no weights",
+        raw = {"x": np.zeros(0), "bound": 0.0, "status": Status.OPTIMAL, "message": "no weights",
                "info": {}}
     else:
         inc = incumbent(problem)
@@ -305,7 +249,27 @@ def _run_pyomo_scip(problem, *, time_limit=None, seed=0, stall_nodes=SCIP_STALL_
                     options=opts, message=raw["message"], info=raw["info"])
 
 
-def _run_exact(problem, *, time_limit=None):
+def _run_bnb(problem, *, time_limit=None, rel_gap=None, shift="scaled", use_falcon=True,
+             max_nodes=None):
+    """The purpose-built branch and bound (:mod:`pruneopt.solvers.fast.joint_qp.branch_and_bound`)."""
+    from pruneopt.solvers.fast.joint_qp.branch_and_bound import DEFAULT_REL_GAP, solve_bnb
+
+    rel = DEFAULT_REL_GAP if rel_gap is None else float(rel_gap)
+    if not (math.isfinite(rel) and rel >= 0.0):
+        raise ValueError(f"rel_gap: must be a finite number >= 0, got {rel_gap!r}")
+    raw = solve_bnb(problem, time_limit=time_limit, rel_gap=rel, shift=shift,
+                    use_falcon=bool(use_falcon),
+                    max_nodes=None if max_nodes is None else int(max_nodes))
+    opts = {"rel_gap": rel, "shift": shift, "use_falcon": bool(use_falcon),
+            "max_nodes": max_nodes, "time_limit": time_limit,
+            "proof": "certified float64 dual bound (explicit rounding margins), no MILP"}
+    return finalize(problem, solver="exact", x=raw["x"], bound=raw["bound"],
+                    backend_status=raw["status"], backend="numpy",
+                    backend_version=numpy_version(), options=opts, message=raw["message"],
+                    info=raw["info"])
+
+
+def _run_oa_exact(problem, *, time_limit=None):
     """Enumeration for p ≤ ``ENUMERATE_EXACT_ITEMS``, else outer approximation.
 
     OA comes before SCIP (measured on digits-CNN instances, p = 16 – 40): OA proved the
@@ -318,7 +282,7 @@ def _run_exact(problem, *, time_limit=None):
     else:
         res, chosen = _run_oa(problem, time_limit=time_limit), "oa-highs"
     msg = f"via {chosen}" + (f": {res.message}" if res.message else "")
-    return res.replace(solver="exact", message=msg, info={**res.info, "delegate": chosen})
+    return res.replace(solver="oa-exact", message=msg, info={**res.info, "delegate": chosen})
 
 
 # ------------------------------------------------------------------------------- heuristic
@@ -332,15 +296,15 @@ def _run_magnitude_backsolve(problem, *, time_limit=None, projector="exact"):
     info = {} if ilp is None else {"projector": projector, "projection_status": ilp.status,
                                    "projection_proven": ilp.proven_optimal}
     return finalize(problem, solver="magnitude-backsolve", x=w, bound=math.nan,
-                    backend_status="feasible", backend="numpy",
-                    backend_version=_numpy_version(),
+                    backend_status=Status.FEASIBLE, backend="numpy",
+                    backend_version=numpy_version(),
                     options={"projector": projector, "time_limit": time_limit},
                     message="heuristic: joint ILP on w̄², then the backsolve; no bound",
                     info=info)
 
 
 def _register_all() -> None:
-    from pruneopt.solvers.backends.pyomo_runner import scip_available
+    from pruneopt.solvers.backends import pyomo_scip
 
     register(SolverSpec("enumerate", JOINT_QP, _run_enumerate, exact=True,
                         description="every maximal feasible support, batched backsolves "
@@ -353,8 +317,13 @@ def _register_all() -> None:
     register(SolverSpec("pyomo-scip", JOINT_QP, _run_pyomo_scip, exact=True,
                         description="the Pyomo MIQP, SCIP at zero gap; needs the [scip] extra "
                                     "(pyscipopt)",
-                        available=scip_available, options=("seed", "stall_nodes")))
-    register(SolverSpec("exact", JOINT_QP, _run_exact, exact=True,
+                        available=pyomo_scip.available, options=("seed", "stall_nodes")))
+    register(SolverSpec("exact", JOINT_QP, _run_bnb, exact=True,
+                        description="branch and bound on a certified dual bound (Fenchel "
+                                    "dual of the backsolve + knapsack LP dual, float64 "
+                                    "rounding margins)",
+                        options=("rel_gap", "shift", "use_falcon", "max_nodes")))
+    register(SolverSpec("oa-exact", JOINT_QP, _run_oa_exact, exact=True,
                         description=f"enumerate for p <= {ENUMERATE_EXACT_ITEMS}, else "
                                     "oa-highs"))
     register(SolverSpec("magnitude-backsolve", JOINT_QP, _run_magnitude_backsolve, exact=False,
@@ -364,7 +333,7 @@ def _register_all() -> None:
 
     # ---------------------------------------------------------------- fast solvers
     # The fast and heuristic solvers (falcon, chita, woodfisher, magnitude) register in
-    # solvers/joint_qp_fast.py. A further one can go here:
+    # solvers/joint_qp/heuristics.py. A further one can go here:
     # register(SolverSpec("falcon", JOINT_QP, <run>, exact=False, description=...))
     # ------------------------------------------------------------------------------------
 

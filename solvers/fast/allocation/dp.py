@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pruneopt.formulations.allocation.problem import integer_budget, integer_unit
+from pruneopt.solvers.constants import Status
 
 MAX_CELLS = 2_000_000_000  # Σ_g |J_g| · (states): beyond this the DP refuses
 MAX_TABLE_BYTES = 1 << 30  # the argmin table (L × states) may use at most this much memory
@@ -198,13 +199,13 @@ def solve_dp(problem, plan: DpPlan | None = None, *, time_limit: float | None = 
     e_all = problem.loss
     ptr = problem.option_ptr.tolist()
     if plan.kind == "infeasible":
-        return DpResult("infeasible", None, math.inf, info)
+        return DpResult(Status.INFEASIBLE, None, math.inf, info)
     if plan.kind == "free":
         from pruneopt.solvers.fast.allocation.hull import MckpData, layer_argmin
 
         data = MckpData.from_problem(problem)
         m, idx = layer_argmin(e_all, data)
-        return DpResult("optimal", idx - data.start, float(np.sum(m)), info)
+        return DpResult(Status.OPTIMAL, idx - data.start, float(np.sum(m)), info)
 
     rows = plan.rows
     shape = tuple(r.states for r in rows)
@@ -214,7 +215,7 @@ def solve_dp(problem, plan: DpPlan | None = None, *, time_limit: float | None = 
     for g in range(L):
         if time_limit is not None and time.perf_counter() - start_time > time_limit:
             info["layers_done"] = g
-            return DpResult("time_limit", None, math.nan, info)
+            return DpResult(Status.TIME_LIMIT, None, math.nan, info)
         a, b = ptr[g], ptr[g + 1]
         e = e_all[a:b]
         ws = [r.w[a:b] for r in rows]
@@ -235,7 +236,7 @@ def solve_dp(problem, plan: DpPlan | None = None, *, time_limit: float | None = 
     top = tuple(S - 1 for S in shape)
     value = float(T[top])
     if not math.isfinite(value):
-        return DpResult("infeasible", None, math.inf, info)
+        return DpResult(Status.INFEASIBLE, None, math.inf, info)
     choice = np.empty(L, dtype=np.int64)
     c = list(top)
     for g in range(L - 1, -1, -1):
@@ -243,4 +244,4 @@ def solve_dp(problem, plan: DpPlan | None = None, *, time_limit: float | None = 
         choice[g] = j
         for k, r in enumerate(rows):
             c[k] -= int(r.w[ptr[g] + j])
-    return DpResult("optimal", choice, value, info)
+    return DpResult(Status.OPTIMAL, choice, value, info)

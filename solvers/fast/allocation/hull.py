@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pruneopt.solvers.constants import Status
+
 _TINY = 1e-300
 PAIR_LIMIT = 3000  # exchange moves compare all candidate pairs: skipped beyond this many
 
@@ -429,7 +431,7 @@ def lagrangian_allocation(problem, pair_k: int = 4) -> HullResult:
     info = {"lambda": dual.lam, "omega": dual.omega, "dual_evaluations": dual.evaluations,
             "lp_bound": dual.bound}
     if not dual.feasible:
-        return HullResult("infeasible", None, math.inf, info)
+        return HullResult(Status.INFEASIBLE, None, math.inf, info)
     rc = reduced_costs(data, dual.lam, dual.omega)
     best, best_e = None, math.inf
     seen = set()
@@ -446,9 +448,9 @@ def lagrangian_allocation(problem, pair_k: int = 4) -> HullResult:
         if e < best_e:
             best, best_e = fixed, e
     if best is None:
-        return HullResult("error", None, dual.bound,
+        return HullResult(Status.ERROR, None, dual.bound,
                           {**info, "message": "rounding and repair found no feasible choice"})
     bound = dual.bound
     if best_e < bound <= best_e + dual_rounding(data, dual.lam, dual.omega):
         bound = best_e  # D ≤ optimum ≤ best_e: D exceeds best_e only by its own rounding
-    return HullResult("feasible", best - data.start, bound, info)
+    return HullResult(Status.FEASIBLE, best - data.start, bound, info)

@@ -7,16 +7,17 @@ bound, greedy repair and improvement, and the two baselines users reach for (pur
 
 where L(μ) = max_k Σ_g V_g(k_g) − μ FLOPs(k) over the counts allowed by min-keep and collapse
 (no budget). L(μ) is computed exactly by the count DP of
-:class:`~pruneopt.solvers.fast.channels.dp.CountElimination` (chains, CIFAR ResNets, ResNet-50
-groups: exact; a coupling graph whose elimination needs a table above ``max_table`` entries gets
-cut edges, and every evaluation is then a valid upper bound that may exceed L(μ): see that
-module). D is convex in μ; the search keeps a bracket [μ_lo, μ_hi] with
-FLOPs(k(μ_lo)) > F ≥ FLOPs(k(μ_hi)) and steps to the intersection of the two supporting lines
-(with bisection as a safeguard), stopping when that intersection — a lower bound on min D when
-both ends are exact — is within ``rel_tol`` of the best D (with cut evaluations: when the bracket
-is 1e-9 narrow, or after ``max_evals``). The cut multipliers λ = −μ a k̄ are set by bisection on
-the linearisation point k̄ (the cut dual's slope in k̄ has the sign of k_copy − k_group). The
-certified bound is the smallest D evaluated (plus 1e-12 relative for float rounding in the DP).
+:class:`~pruneopt.solvers.fast.channels.elimination.CountElimination` (chains, CIFAR ResNets,
+ResNet-50 groups: exact; a coupling graph whose elimination needs a table above ``max_table``
+entries gets cut edges, and every evaluation is then a valid upper bound that may exceed L(μ):
+see :mod:`~pruneopt.solvers.fast.channels.elimination_plan`). D is convex in μ; the search
+keeps a bracket [μ_lo, μ_hi] with FLOPs(k(μ_lo)) > F ≥ FLOPs(k(μ_hi)) and steps to the
+intersection of the two supporting lines (with bisection as a safeguard), stopping when that
+intersection — a lower bound on min D when both ends are exact — is within ``rel_tol`` of the
+best D (with cut evaluations: when the bracket is 1e-9 narrow, or after ``max_evals``). The cut
+multipliers λ = −μ a k̄ are set by bisection on the linearisation point k̄ (the cut dual's slope
+in k̄ has the sign of k_copy − k_group). The certified bound is the smallest D evaluated (plus
+1e-12 relative for float rounding in the DP).
 
 The Lagrangian dual of this non-convex problem can leave a duality gap: the bound is certified,
 not necessarily tight. The primal is the best feasible k met during the search (every k(μ_hi)
@@ -45,7 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pruneopt.solvers.fast.channels.dp import DEFAULT_MAX_TABLE, CountElimination
+from pruneopt.solvers.constants import Status
+from pruneopt.solvers.fast.channels.elimination import DEFAULT_MAX_TABLE, CountElimination
 
 ROUNDING_SLACK = 1e-12  # relative allowance added to every Lagrangian bound for float rounding
 
@@ -308,7 +310,7 @@ def lagrangian_channels(problem, *, max_evals: int = 30, rel_tol: float = 1e-10,
     F = p.flop_budget
     tol = _tol(p)
     if is_infeasible(p):
-        return LagrangianResult("infeasible", None, -math.inf, -math.inf, math.nan,
+        return LagrangianResult(Status.INFEASIBLE, None, -math.inf, -math.inf, math.nan,
                                 {"evaluations": 0})
     el = elimination or CountElimination(p, max_table=max_table)
     vtot = total_value(p)
@@ -425,7 +427,8 @@ def lagrangian_channels(problem, *, max_evals: int = 30, rel_tol: float = 1e-10,
     k = state["best_k"]
     value, bound = state["best_val"], state["bound"]
     bound = max(bound, value)  # (never below a feasible value; only float noise could do that)
-    status = "optimal" if bound - value <= 1e-9 * max(abs(bound), 1e-300) else "feasible"
+    status = (Status.OPTIMAL if bound - value <= 1e-9 * max(abs(bound), 1e-300)
+              else Status.FEASIBLE)
     info = {"evaluations": state["evals"], "subproblem_solves": state["solves"],
             "inexact_evaluations": state["inexact"], "cuts": len(el.cuts),
             "split_blocks": len(el.splits),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pruneopt.solvers.fast.channels.dp import CountElimination
+from pruneopt.solvers.fast.channels.elimination import CountElimination
 
 EXCLUDE_MARGIN = 1e-11
 ROUNDING_SLACK = 1e-12
@@ -64,7 +64,6 @@ def count_windows(problem, el: CountElimination, mu: float, threshold: float, *,
     (module docstring). ``deadline``: a ``time.perf_counter()`` value to stop at (the windows
     found so far stay valid)."""
     start = time.perf_counter()
-    G = problem.num_groups
     n = problem.group_sizes
     lo = np.where(problem.blocks >= 0, 0, problem.min_keep).astype(np.int64) if lo is None \
         else np.array(lo, dtype=np.int64)

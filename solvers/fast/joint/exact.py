@@ -72,6 +72,7 @@ from fractions import Fraction
 import numpy as np
 
 from pruneopt.formulations.common import LOOP_SEGMENTS
+from pruneopt.solvers.constants import Status
 from pruneopt.solvers.fast.joint.lagrangian import solve_dual
 from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
 from pruneopt.solvers.result import finalize
@@ -743,7 +744,7 @@ def exact_joint(problem, *, time_limit: float | None = None, rel_gap: float = DE
     # ---------------------------------------------------------------- windows and core B&B
     t0 = time.perf_counter()
     bound = max(D_eff, z_best)
-    status = "optimal"
+    status = Status.OPTIMAL
     if D_eff - z_best > tol_abs:
         delta = _initial_delta(cc, thr, mstar, D_eff - z_best, cap)
         while True:
@@ -778,18 +779,19 @@ def exact_joint(problem, *, time_limit: float | None = None, rel_gap: float = DE
             outside = z_best if full else D_eff - delta
             bound = max(core_bound, outside, z_best + z_err)
             if search.timed_out:
-                status = "time_limit"
+                status = Status.TIME_LIMIT
                 break
             if bound - z_best <= tol_abs or full:
                 break
             if deadline is not None and time.perf_counter() > deadline:
-                status = "time_limit"
+                status = Status.TIME_LIMIT
                 break
             # grow Δ: at least 16×, and at least halfway (geometrically) to the full gap
             delta = max(16.0 * delta, math.sqrt(delta * (D_eff - z_best)))
     bound = max(min(bound, D_eff), z_best + z_err)
     if status != "time_limit":
-        status = "optimal" if bound - z_best <= max(tol_abs, 1e-9 * abs(z_best)) else "feasible"
+        status = (Status.OPTIMAL if bound - z_best <= max(tol_abs, 1e-9 * abs(z_best))
+                  else Status.FEASIBLE)
     secs["core"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -27,7 +27,8 @@ import numpy as np
 from scipy import linalg
 
 
-def _blocks(p: int, block_ptr) -> list[tuple[int, int]]:
+def block_ranges(p: int, block_ptr) -> list[tuple[int, int]]:
+    """The non-empty blocks [a, b) of ``block_ptr`` over p weights (one block when None)."""
     if block_ptr is None:
         return [(0, p)]
     ptr = np.asarray(block_ptr, dtype=np.int64)
@@ -38,7 +39,7 @@ def quadratic_objective(X, w_bar, ridge, linear, w, block_ptr=None) -> float:
     """Q(w) = ½ Σ_b ‖X_b(w_b − w̄_b)‖² + (λ/2)‖w − w̄‖² + aᵀ(w − w̄), in float64."""
     d = np.asarray(w, dtype=np.float64) - w_bar
     fit = 0.0
-    for a, b in _blocks(d.size, block_ptr):
+    for a, b in block_ranges(d.size, block_ptr):
         r = X[:, a:b] @ d[a:b]
         fit += float(r @ r)
     lin = 0.0 if linear is None else float(np.dot(linear, d))
@@ -49,7 +50,7 @@ def quadratic_gradient(X, w_bar, ridge, linear, w, block_ptr=None) -> np.ndarray
     """∇Q(w) = Σ_b X_bᵀX_b d_b + λ d + a, in float64."""
     d = np.asarray(w, dtype=np.float64) - w_bar
     g = ridge * d
-    for a, b in _blocks(d.size, block_ptr):
+    for a, b in block_ranges(d.size, block_ptr):
         g[a:b] += X[:, a:b].T @ (X[:, a:b] @ d[a:b])
     if linear is not None:
         g += linear
@@ -59,7 +60,7 @@ def quadratic_gradient(X, w_bar, ridge, linear, w, block_ptr=None) -> np.ndarray
 def hessian_norm(X, ridge, block_ptr=None) -> float:
     """The largest eigenvalue of the model's Hessian: max_b σ_max(X_b)² + λ (the step 1/L)."""
     top = 0.0
-    for a, b in _blocks(X.shape[1], block_ptr):
+    for a, b in block_ranges(X.shape[1], block_ptr):
         Xb = X[:, a:b]
         # The n × n Gram matrix has the same nonzero spectrum as X_bᵀX_b and is small.
         gram = Xb @ Xb.T if Xb.shape[0] <= Xb.shape[1] else Xb.T @ Xb
@@ -94,7 +95,7 @@ def restricted_ridge(X, w_bar, ridge, linear, support, block_ptr=None) -> np.nda
     if not ridge > 0:
         raise ValueError(f"ridge: must be > 0 for the backsolve, got {ridge}")
     w = np.zeros_like(w_bar)
-    for a, b in _blocks(w_bar.size, block_ptr):
+    for a, b in block_ranges(w_bar.size, block_ptr):
         keep = support[a:b]
         if not keep.any():
             continue

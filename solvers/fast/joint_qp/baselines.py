@@ -22,7 +22,11 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import linalg
 
-from pruneopt.solvers.fast.joint_qp.backsolve import _blocks, quadratic_objective, restricted_ridge
+from pruneopt.solvers.fast.joint_qp.backsolve import (
+    block_ranges,
+    quadratic_objective,
+    restricted_ridge,
+)
 from pruneopt.solvers.fast.joint_qp.falcon import FalconRun, falcon_qp, projection_problem
 from pruneopt.solvers.fast.joint.greedy import prefix_selection
 
@@ -101,7 +105,7 @@ def _inverse_hessian_times(X, lam, blocks, factors, v) -> np.ndarray:
 
 def woodfisher_qp(problem, *, selection: str = "falcon") -> tuple[np.ndarray, dict]:
     X, lam, w_bar = problem.X, float(problem.ridge), problem.w_bar
-    blocks = _blocks(w_bar.size, problem.block_ptr)
+    blocks = block_ranges(w_bar.size, problem.block_ptr)
     factors = _woodbury_factors(X, lam, blocks)
     hinv_diag = _inverse_hessian_diag(X, lam, blocks, factors)
     # [H⁻¹]_ii ∈ (0, 1/λ]; rounding can leave it a hair above 0 only, never below.

@@ -1,9 +1,11 @@
-"""A standalone HTML page from report sections: inline CSS, tables, base64 PNG plots.
+"""The standalone HTML page (``index.html``): :func:`render_html` of the report's sections, with
+inline CSS, tables and base64 PNG plots.
 
 Nothing on the page is fetched from anywhere: no scripts, fonts, style sheets or image links.
 Plots are embedded as ``<img src="data:image/png;base64,...">``. The text of a section is the
-small Markdown subset that :mod:`pruneopt.reports.gap_report` writes (``**bold**``, ```code```,
-paragraphs, ``- `` bullet lists, ``> `` call-outs); it is escaped first, then converted.
+small Markdown subset that :mod:`pruneopt.reports.rendering.sections` writes (``**bold**``,
+```code```, paragraphs, ``- `` bullet lists, ``> `` call-outs); it is escaped first, then
+converted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import html
 import re
 
 import pandas as pd
+
+from pruneopt.reports.rendering.formatting import numeric_columns
+from pruneopt.reports.rendering.sections import TITLE, Section, report_sections
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -63,24 +68,6 @@ def markdown_block(text: str) -> str:
     return "\n".join(parts)
 
 
-_NUMBER = re.compile(r"[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _numeric_cell(text: str) -> bool:
-    t = text.strip().strip("*").strip()
-    if t in ("", "—", "nan", "not run", "no feasible x"):
-        return True
-    first = t.split(" (")[0]  # "median (max)" cells
-    return bool(_NUMBER.fullmatch(first))
-
-
-def numeric_columns(df: pd.DataFrame) -> set:
-    """Columns whose display strings are all numbers (or placeholders): right-aligned."""
-    return {c for c in df.columns
-            if len(df) and all(_numeric_cell(str(v)) for v in df[c])
-            and not all(str(v).strip() in ("", "—") for v in df[c])}
-
-
 def table(df: pd.DataFrame) -> str:
     """A DataFrame of display strings as an escaped HTML table (numbers right-aligned)."""
     numeric = numeric_columns(df)
@@ -96,12 +83,13 @@ def table(df: pd.DataFrame) -> str:
 
 
 def png_img(png: bytes, alt: str) -> str:
+    """An ``<img>`` with the PNG embedded as a data URI."""
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def page(title: str, sections, images: dict[str, bytes]) -> str:
-    """The whole page. ``sections`` are (heading, text, tables, image keys, captions) items."""
+def page(title: str, sections: list[Section], images: dict[str, bytes]) -> str:
+    """The whole page of ``sections`` (their plots from ``images``: PNG bytes by key)."""
     body = [f"<h1>{html.escape(title)}</h1>"]
     for sec in sections:
         if sec.heading:
@@ -121,3 +109,13 @@ def page(title: str, sections, images: dict[str, bytes]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def render_html(rows: pd.DataFrame, meta: dict | None = None,
+                plots: dict[str, bytes] | None = None, extra=None) -> str:
+    """The standalone HTML page of a rows DataFrame (plots as PNG bytes, embedded); ``extra``:
+    more sections (the sweep part of the study)."""
+    return page(TITLE, report_sections(rows, meta or {}, extra), plots or {})
+
+
+__all__ = ["markdown_block", "page", "render_html", "table"]

@@ -1,6 +1,6 @@
-"""Study configs for ``pruneopt sweep``: a TOML file parsed and validated into :class:`SweepJob`\\ s
-before any job runs, and :func:`run_sweep_job`, which runs one job anywhere (a local process, a
-Dask worker) and returns its result rows.
+"""Study configs (the schema of ``pruneopt sweep`` and ``pruneopt report --config``): a TOML file
+parsed and validated into :class:`~pruneopt.reports.studies.jobs.SweepJob`\\ s before any job
+runs, and :func:`default_study_config`, the default study of ``pruneopt report``.
 
 A full example (``examples/sweep_small.toml`` is a runnable one)::
 
@@ -33,11 +33,14 @@ A full example (``examples/sweep_small.toml`` is a runnable one)::
   in ``layers`` layers (optional key; default clip(round(√p), 1, 20), at most p); or a layer
   table name ``resnet20`` | ``mobilenetv1`` | ``resnet50``. Optional keys ``dist``, ``keep_nnz``
   (default: no NNZ constraint, i.e. 1), ``layers``.
-* ``joint-qp`` — p weights of a random quadratic model built here from numpy
-  (:func:`random_joint_qp`; the repository's generator of real ones,
-  ``models/small_instances.py``, needs torch and the trained digits CNN): ``samples`` (n, default
-  16) rows of X ~ N(0, 0.5²), w̄ ~ N(0, 0.3²), ridge 0.05, min(3, p) layers with MAC costs drawn
-  from {1, 16, 64, 256}. Optional keys ``keep_nnz`` (default 1), ``samples``, ``layers``.
+* ``joint-qp`` — p weights of a random quadratic model built from numpy
+  (:func:`~pruneopt.reports.studies.instances.random_joint_qp`; the repository's generator of
+  real ones, ``models/small_instances.py``, needs torch and the trained digits CNN): ``samples``
+  (n, default 16) rows of X ~ N(0, 0.5²), w̄ ~ N(0, 0.3²), ridge 0.05, min(3, p) layers with
+  MAC costs drawn from {1, 16, 64, 256}. Optional keys ``keep_nnz`` (default 1), ``samples``,
+  ``layers``. Or ``digits-mlp`` | ``digits-cnn``: the whole trained network's quadratic model
+  (:func:`~pruneopt.models.joint_qp_instances.network_problem`, needs torch), ``samples`` its
+  calibration n (default 128), ``block_size`` FALCON's block-diagonal Fisher (default: full).
 * ``allocation`` — L layers of the ``random`` shape
   (:func:`~pruneopt.formulations.allocation.generate.generate_allocation`) with ``options`` keep
   fractions each (optional key, default 10); or a layer table name. Optional ``keep_nnz``
@@ -48,7 +51,8 @@ A full example (``examples/sweep_small.toml`` is a runnable one)::
   | ``resnet50``. Optional ``dist``.
 
 **Default solvers** are every solver of the formulation available here; for ``joint`` with an
-integer size, only those practical at that size (the gap report's ``SOLVER_MAX_ITEMS``).
+integer size, only those practical at that size
+(:data:`~pruneopt.reports.studies.jobs.SOLVER_MAX_ITEMS`).
 
 **Jobs.** One :class:`SweepJob` per instance block × size × budget × replicate (its solvers run
 together in one :func:`~pruneopt.solvers.crosscheck.crosscheck`, so their verdicts compare them),
@@ -65,26 +69,33 @@ blocks that give the same job are an error.
 <key path>: <what is wrong>")``, e.g. ``config: instances[1].solvers: unknown solver 'foo' for
 the joint formulation (known: ...)``.
 
-**Network runners.** A network job is dispatched by :data:`NETWORK_RUNNERS` (method → callable
-``(job) -> dict`` of row fields); a method not listed there runs :func:`run_prune_network`
-(``pruneopt.models.workflow.run_prune``). Torch is imported only when a network job runs.
+**Methods.** A network block accepts the methods of
+:func:`~pruneopt.reports.studies.networks.known_methods`: ``run_prune``'s and those with an
+entry in :data:`~pruneopt.reports.studies.networks.NETWORK_RUNNERS`. Checking a config never
+imports torch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import numbers
 import os
-import time
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-FORMULATIONS = ("joint", "joint-qp", "allocation", "channels")
+from pruneopt.formulations.channels.generate import DISTRIBUTIONS as CHANNEL_DISTRIBUTIONS
+from pruneopt.formulations.checks import fraction
+from pruneopt.formulations.joint.generate import DISTRIBUTIONS as JOINT_DISTRIBUTIONS
+from pruneopt.models.defaults import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, STAGES
+from pruneopt.reports.studies.jobs import (
+    DEFAULT_TIME_LIMIT,
+    FORMULATIONS,
+    SweepJob,
+    instance_seed,
+    is_practical,
+)
+from pruneopt.reports.studies.networks import known_methods
+from pruneopt.solvers.registry import solver_specs
 
 #: The zoo names of :mod:`pruneopt.models.zoo` (``ZOO_NAMES``), kept here so that a config is
 #: checked without importing torch (a test checks that the two agree).
@@ -93,17 +104,16 @@ NETWORK_MODELS = ("digits-mlp", "digits-cnn", "resnet20", "resnet56", "mobilenet
 #: Named sizes each formulation accepts besides integers.
 NAMED_SIZES = {
     "joint": ("resnet20", "mobilenetv1", "resnet50"),
-    "joint-qp": (),
+    "joint-qp": ("digits-mlp", "digits-cnn"),
     "allocation": ("resnet20", "mobilenetv1", "resnet50"),
     "channels": ("resnet20", "resnet56", "resnet50"),
 }
 
-DEFAULT_TIME_LIMIT = 10.0
 COMMON_INSTANCE_KEYS = ("formulation", "sizes", "budgets", "count", "solvers", "time_limit")
 #: Optional generator keys of each formulation (and their checkers, see ``_extra``).
 EXTRA_KEYS = {
     "joint": ("dist", "keep_nnz", "layers"),
-    "joint-qp": ("keep_nnz", "samples", "layers"),
+    "joint-qp": ("keep_nnz", "samples", "layers", "block_size"),
     "allocation": ("keep_nnz", "options"),
     "channels": ("dist", "channels"),
 }
@@ -111,55 +121,6 @@ STUDY_KEYS = ("name", "seed", "time_limit")
 NETWORK_KEYS = ("model", "methods", "flops", "tolerances", "nnz", "count", "calibration",
                 "finetune_epochs", "stages", "max_combinations")
 TOP_KEYS = ("study", "instances", "networks")
-
-
-# ------------------------------------------------------------------------------------ the job
-@dataclass(frozen=True)
-class SweepJob:
-    """One unit of a sweep; ``job_id`` is a hash of everything else (see the module docstring).
-
-    ``kind`` "instance": ``formulation``, ``size``, ``budget`` (kept FLOP fraction), ``seed``,
-    ``solvers``, ``time_limit`` and ``params`` (generator keys, sorted (key, value) pairs).
-    ``kind`` "network": ``model``, ``method``, ``budget`` (= flops kept), ``seed`` and ``params``
-    (nnz, calibration).
-    """
-
-    kind: str
-    budget: float
-    seed: int
-    formulation: str = ""
-    size: int | str = 0
-    solvers: tuple[str, ...] = ()
-    time_limit: float = DEFAULT_TIME_LIMIT
-    model: str = ""
-    method: str = ""
-    params: tuple[tuple[str, object], ...] = ()
-    replicate: int = 0
-    job_id: str = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "job_id", hashlib.sha256(
-            json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:12])
-
-    def spec(self) -> dict:
-        """The canonical spec (JSON-ready); ``job_id`` hashes it."""
-        base = {"kind": self.kind, "budget": float(self.budget), "seed": int(self.seed),
-                "params": {k: v for k, v in self.params}}
-        if self.kind == "instance":
-            base.update(formulation=self.formulation, size=self.size,
-                        solvers=list(self.solvers), time_limit=float(self.time_limit))
-        else:
-            base.update(model=self.model, method=self.method)
-        return base
-
-    @property
-    def label(self) -> str:
-        if self.kind == "instance":
-            return f"{self.formulation}/{self.size}/F{self.budget:g}/#{self.replicate}"
-        return f"{self.model}/{self.method}/F{self.budget:g}/#{self.replicate}"
-
-    def param(self, key: str, default=None):
-        return dict(self.params).get(key, default)
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -199,9 +160,7 @@ def _positive(v, path: str) -> float:
 
 
 def _fraction(v, path: str) -> float:
-    if not _is_real(v) or not math.isfinite(v) or not 0 < v <= 1:
-        _fail(path, f"must be a fraction kept in (0, 1], got {v!r}")
-    return float(v)
+    return fraction(v, f"config: {path}", what="a fraction kept")
 
 
 def _list(v, path: str, *, allow_scalar: bool = True) -> list:
@@ -225,12 +184,9 @@ def _names(v, path: str) -> list[str]:
 
 
 def _dist(v, path: str, formulation: str) -> str:
-    if formulation == "joint":
-        from pruneopt.formulations.joint.generate import DISTRIBUTIONS
-    else:
-        from pruneopt.formulations.channels.generate import DISTRIBUTIONS
-    if v not in DISTRIBUTIONS:
-        _fail(path, f"unknown distribution {v!r} (known: {', '.join(DISTRIBUTIONS)})")
+    known = JOINT_DISTRIBUTIONS if formulation == "joint" else CHANNEL_DISTRIBUTIONS
+    if v not in known:
+        _fail(path, f"unknown distribution {v!r} (known: {', '.join(known)})")
     return str(v)
 
 
@@ -239,7 +195,7 @@ def _extra(key: str, v, path: str, formulation: str):
         return _dist(v, path, formulation)
     if key == "keep_nnz":
         return _fraction(v, path)
-    return _int(v, path, 1)  # layers, samples, options, channels
+    return _int(v, path, 1)  # layers, samples, options, channels, block_size
 
 
 def _size(v, path: str, formulation: str) -> int | str:
@@ -253,16 +209,11 @@ def _size(v, path: str, formulation: str) -> int | str:
 
 
 def _solvers(block: dict, path: str, formulation: str, size) -> tuple[str, ...]:
-    from pruneopt.solvers.registry import solver_specs
-
     specs = {s.name: s for s in solver_specs(formulation)}
     if "solvers" not in block:
         names = [n for n, s in specs.items() if s.available()]
-        if formulation == "joint" and _is_int(size):  # the gap report's size caps
-            from pruneopt.reports.gap_report import DEFAULT_EXACT_MAX_ITEMS, SOLVER_MAX_ITEMS
-
-            names = [n for n in names if size <= SOLVER_MAX_ITEMS.get(
-                n, DEFAULT_EXACT_MAX_ITEMS if specs[n].exact else size)]
+        if formulation == "joint" and _is_int(size):  # the size caps of SOLVER_MAX_ITEMS
+            names = [n for n in names if is_practical(specs[n], size)]
         return tuple(names)
     names = _names(block["solvers"], f"{path}.solvers")
     for i, name in enumerate(names):
@@ -277,8 +228,6 @@ def _solvers(block: dict, path: str, formulation: str, size) -> tuple[str, ...]:
 
 
 def _instance_jobs(block, path: str, seed: int, time_limit: float) -> list[SweepJob]:
-    from pruneopt.reports.gap_report import instance_seed
-
     if not isinstance(block, dict):
         _fail(path, f"must be a table, got {type(block).__name__}")
     if "formulation" not in block:
@@ -315,17 +264,7 @@ def _instance_jobs(block, path: str, seed: int, time_limit: float) -> list[Sweep
     return jobs
 
 
-def known_methods() -> tuple[str, ...]:
-    """The methods a network job can run: ``run_prune``'s (``models.defaults.METHODS``, read at
-    call time) and those with an entry in :data:`NETWORK_RUNNERS`."""
-    from pruneopt.models.defaults import METHODS
-
-    return tuple(METHODS) + tuple(m for m in NETWORK_RUNNERS if m not in METHODS)
-
-
 def _network_jobs(block, path: str, seed: int) -> list[SweepJob]:
-    from pruneopt.models.defaults import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, STAGES
-
     _check_keys(block, path, NETWORK_KEYS)
     for key in ("model",):
         if key not in block:
@@ -429,191 +368,48 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
     return parse_config(data)
 
 
-# ------------------------------------------------------------------------------- instances
-def random_joint_qp(*, p: int, keep_flops: float, keep_nnz: float = 1.0, seed: int = 0,
-                    samples: int = 16, layers: int | None = None):
-    """A random full joint problem (a') from numpy alone (see the module docstring)."""
-    from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
+# ------------------------------------------------------------------------------- the default
+def default_study_config(*, quick: bool = False, seed: int = 0) -> dict:
+    """The default study beyond the joint ILP (a config dict in the ``pruneopt sweep`` schema).
 
-    rng = np.random.default_rng(seed)
-    L = max(1, min(3 if layers is None else layers, p))
-    cuts = np.sort(rng.choice(np.arange(1, p), L - 1, replace=False)) if L > 1 else []
-    sizes = np.diff(np.concatenate(([0], cuts, [p]))).astype(np.int64)
-    costs = rng.choice([1.0, 16.0, 64.0, 256.0], L)
-    return JointQuadraticProblem(
-        X=rng.standard_normal((samples, p)) * 0.5, w_bar=rng.standard_normal(p) * 0.3,
-        ridge=0.05, group_ptr=np.concatenate(([0], np.cumsum(sizes))), flop_cost=costs,
-        nnz_budget=int(math.floor(keep_nnz * p)),
-        flop_budget=keep_flops * float(sizes @ costs), names=[f"layer{g}" for g in range(L)])
-
-
-def build_instance(job: SweepJob):
-    """The problem of an instance job, rebuilt from its spec (same job → same instance)."""
-    f, size, budget, seed = job.formulation, job.size, job.budget, job.seed
-    if f == "joint":
-        from pruneopt.formulations.joint.generate import generate_joint
-
-        if isinstance(size, str):
-            return generate_joint(shape=size, dist=job.param("dist", "kaiming"),
-                                  keep_nnz=job.param("keep_nnz", 1.0), keep_flops=budget,
-                                  seed=seed)
-        layers = job.param("layers", int(np.clip(round(math.sqrt(size)), 1, 20)))
-        return generate_joint(layers=min(layers, size), items=size,
-                              dist=job.param("dist", "kaiming"),
-                              keep_nnz=job.param("keep_nnz", 1.0), keep_flops=budget, seed=seed)
-    if f == "joint-qp":
-        return random_joint_qp(p=size, keep_flops=budget, keep_nnz=job.param("keep_nnz", 1.0),
-                               seed=seed, samples=job.param("samples", 16),
-                               layers=job.param("layers"))
-    if f == "allocation":
-        from pruneopt.formulations.allocation.generate import generate_allocation
-
-        shape = size if isinstance(size, str) else "random"
-        return generate_allocation(layers=size if isinstance(size, int) else 20,
-                                   options=job.param("options", 10), seed=seed,
-                                   keep_nnz=job.param("keep_nnz"), keep_flops=budget, shape=shape)
-    if f == "channels":
-        from pruneopt.formulations.channels.generate import generate_channels
-
-        shape = size if isinstance(size, str) else "random"
-        return generate_channels(shape=shape, seed=seed, keep_flops=budget,
-                                 dist=job.param("dist", "kaiming"),
-                                 groups=size if isinstance(size, int) else 6,
-                                 channels=job.param("channels", 16))
-    raise ValueError(f"formulation: unknown formulation {f!r} (known: {', '.join(FORMULATIONS)})")
-
-
-# ------------------------------------------------------------------------------- running
-def _job_fields(job: SweepJob) -> dict:
-    row = {"job_id": job.job_id, "job_key": job.label, "job_kind": job.kind, "budget": job.budget,
-           "seed": job.seed}
-    if job.kind == "instance":
-        row.update(formulation=job.formulation, size=job.size, time_limit=job.time_limit,
-                   keep_nnz=job.param("keep_nnz"))
+    Full: the joint MIQP at p = 12 and 16 and on the whole digits MLP (block-diagonal Fisher,
+    exact against FALCON, CHITA, WoodFisher and magnitude, 30 s), allocation with 20 and 100 layers, channel selection
+    on random DAGs of 6, 12 and 24 groups, every available solver of each (sized so that
+    ``make report`` stays within 5 minutes on 2 cores; the benchmarks go to network scale);
+    on the digits MLP and CNN every pruning method at 30/50/70 % of the MACs (FAIR at α = 0.005
+    and 0.05; FALCON++ with 5 stages). Quick: one small size per formulation, the digits MLP at
+    50 %, FALCON++ left out.
+    """
+    if quick:
+        instances = [
+            {"formulation": "joint-qp", "sizes": [10], "budgets": [0.5]},
+            {"formulation": "allocation", "sizes": [20], "budgets": [0.3, 0.6]},
+            {"formulation": "channels", "sizes": [6], "budgets": [0.3, 0.6]},
+        ]
+        networks = [{"model": "digits-mlp", "flops": [0.5], "tolerances": [0.005],
+                     "methods": ["magnitude", "chita", "woodfisher", "falcon", "autobot",
+                                 "fair", "relaxation"]}]
+        limit = 10.0
     else:
-        row.update(model=job.model, method=job.method, nnz=job.param("nnz"))
-        if job.method == "fair":  # its "budget" is the tolerance α
-            row.update(tolerance=job.param("tolerance"), flops=None)
-        else:
-            row.update(flops=job.budget)
-    return row
+        instances = [
+            {"formulation": "joint-qp", "sizes": [12, 16], "budgets": [0.3, 0.6]},
+            # the whole digits MLP (6,464 weights), FALCON's block-diagonal Fisher: the methods
+            # against exact's certified bound (DESIGN §2a', issue 12)
+            {"formulation": "joint-qp", "sizes": ["digits-mlp"], "budgets": [0.35],
+             "keep_nnz": 0.4, "samples": 128, "block_size": 128, "time_limit": 30.0,
+             "solvers": ["exact", "falcon", "chita", "woodfisher", "magnitude"]},
+            {"formulation": "allocation", "sizes": [20, 100], "budgets": [0.3, 0.5, 0.7]},
+            {"formulation": "channels", "sizes": [6, 12, 24], "budgets": [0.3, 0.5, 0.7]},
+        ]
+        methods = ["magnitude", "chita", "woodfisher", "falcon", "falcon++", "autobot", "fair",
+                   "relaxation"]
+        networks = [{"model": m, "flops": [0.3, 0.5, 0.7], "tolerances": [0.005, 0.05],
+                     "methods": methods, "stages": 5} for m in ("digits-mlp", "digits-cnn")]
+        limit = 20.0
+    return {"study": {"name": "default-quick" if quick else "default", "seed": seed,
+                      "time_limit": limit},
+            "instances": instances, "networks": networks}
 
 
-def _solver_kinds(formulation: str, names) -> dict[str, str]:
-    from pruneopt.solvers.registry import solver_specs
-
-    exact = {s.name: s.exact for s in solver_specs(formulation)}
-    return {n: ("exact" if exact.get(n) else "fast") for n in names}
-
-
-def _problem_items(problem) -> int:
-    """The length of the decision: items (joint, joint-qp), channels, or options (allocation)."""
-    for attr in ("num_items", "num_options"):
-        if hasattr(problem, attr):
-            return int(getattr(problem, attr))
-    return 0
-
-
-def run_instance_job(job: SweepJob) -> list[dict]:
-    """Build the instance and cross-check its solvers: one row per solver."""
-    from pruneopt.solvers.crosscheck import crosscheck
-
-    problem = build_instance(job)
-    df = crosscheck(problem, job.solvers, time_limit=job.time_limit)
-    kinds = _solver_kinds(job.formulation, job.solvers)
-    nnz_budget = getattr(problem, "nnz_budget", None)
-    if nnz_budget is not None and nnz_budget < 0:  # allocation: -1 = no NNZ budget
-        nnz_budget = None
-    flop_budget = getattr(problem, "flop_budget", None)
-    if flop_budget is not None and not math.isfinite(flop_budget):
-        flop_budget = None
-    base = {**_job_fields(job), "job_status": "ok", "job_rows": len(df),
-            "p": _problem_items(problem), "sense": problem.sense,
-            "nnz_budget": nnz_budget, "flop_budget": flop_budget}
-    return [{**base, **rec, "kind": kinds.get(rec["solver"], "fast")}
-            for rec in df.to_dict("records")]
-
-
-def run_prune_network(job: SweepJob) -> dict:
-    """The default network runner: :func:`pruneopt.models.workflow.run_prune` on a zoo model."""
-    from pruneopt.models.pruning import PruneSettings
-    from pruneopt.models.workflow import run_prune
-
-    import torch
-
-    from pruneopt.models.costs import prunable_layers
-    from pruneopt.models.defaults import STAGES
-
-    settings = PruneSettings(method=job.method, keep_flops=job.budget,
-                             keep_nnz=job.param("nnz", 1.0), seed=job.seed,
-                             stages=job.param("stages", STAGES))
-    resolved, record = run_prune(job.model, settings,
-                                 n_calibration=job.param("calibration", 128))
-    layers = prunable_layers(resolved.model, torch.zeros((1, *resolved.input_shape)))
-    kept = {layer.name: int(torch.count_nonzero(layer.weight)) / layer.numel for layer in layers}
-    out = {k: record.get(k) for k in ("accuracy_before", "accuracy_after", "macs_kept",
-                                      "nnz_kept", "budgets_met", "data", "seconds")}
-    out["kept_fractions"] = json.dumps(kept)
-    return out
-
-
-def run_structured_network(job: SweepJob) -> dict:
-    """AutoBot, FAIR-Pruner and the relaxation: :func:`~pruneopt.models.structured_workflow.
-    run_structured`, with the per-group kept fractions and the gap measures as JSON."""
-    from pruneopt.models.structured_workflow import StructuredSettings, run_structured
-
-    fair = job.method == "fair"
-    settings = StructuredSettings(
-        method=job.method, keep_flops=None if fair else job.budget,
-        tolerance=job.param("tolerance") if fair else None, seed=job.seed,
-        finetune_epochs=job.param("finetune_epochs", 0),
-        gap_calibration=job.param("calibration", 128),
-        max_combinations=job.param("max_combinations"))
-    _, _, _, record = run_structured(job.model, settings)
-    out = {k: record.get(k) for k in ("accuracy_before", "accuracy_after", "accuracy_finetuned",
-                                      "macs_kept", "nnz_kept", "budgets_met", "data", "seconds")}
-    out["kept_fractions"] = json.dumps(record["kept_fractions"])
-    out["gaps"] = json.dumps(record["gaps"], allow_nan=True)
-    return out
-
-
-#: The single dispatch point of network jobs: method → callable(job) -> dict of row fields
-#: (accuracy_before, accuracy_after, macs_kept, nnz_kept, seconds, ...). Methods not listed run
-#: :func:`run_prune_network`. Entries added here are accepted as methods by the config.
-NETWORK_RUNNERS: dict[str, Callable[[SweepJob], dict]] = {
-    "autobot": run_structured_network, "fair": run_structured_network,
-    "relaxation": run_structured_network}
-
-
-def run_network_job(job: SweepJob) -> list[dict]:
-    start = time.perf_counter()
-    fields = NETWORK_RUNNERS.get(job.method, run_prune_network)(job)
-    row = {**_job_fields(job), "job_status": "ok", "job_rows": 1, "status": "ok",
-           "seconds": time.perf_counter() - start, **fields}
-    return [row]
-
-
-def run_sweep_job(job: SweepJob) -> list[dict]:
-    """Run one job (in any process) and return its rows; exceptions propagate to the caller."""
-    if job.kind == "instance":
-        return run_instance_job(job)
-    if job.kind == "network":
-        return run_network_job(job)
-    raise ValueError(f"job: unknown kind {job.kind!r}")
-
-
-def error_rows(job: SweepJob, message: str) -> list[dict]:
-    """The rows recorded for a job that raised (or whose worker never returned)."""
-    message = " ".join(str(message).split())
-    base = {**_job_fields(job), "job_status": "error", "status": "error", "verdict": "error",
-            "message": message}
-    if job.kind == "instance":
-        kinds = _solver_kinds(job.formulation, job.solvers)
-        return [{**base, "job_rows": len(job.solvers), "solver": s, "kind": kinds[s],
-                 "proven_optimal": False, "feasible": False} for s in job.solvers]
-    return [{**base, "job_rows": 1}]
-
-
-__all__ = ["FORMULATIONS", "NETWORK_MODELS", "NETWORK_RUNNERS", "StudyConfig", "SweepJob",
-           "build_instance", "error_rows", "known_methods", "load_config", "parse_config",
-           "random_joint_qp", "run_network_job", "run_prune_network", "run_sweep_job"]
+__all__ = ["NETWORK_MODELS", "StudyConfig", "default_study_config", "load_config",
+           "parse_config"]

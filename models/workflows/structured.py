@@ -1,40 +1,40 @@
 """``pruneopt prune --method autobot|fair|relaxation``: a structured pruner end to end.
 
-1. resolve the model and its data (as for FALCON: :mod:`pruneopt.models.workflow`);
+1. open the model and its data (as for FALCON: :mod:`.loading`);
 2. trace its channel groups (:func:`~pruneopt.models.channels.build_channel_graph`);
 3. run the method on the training split — AutoBot towards ``keep_flops``, FAIR-Pruner with its
    tolerance α, the continuous relaxation with ``keep_flops`` as its penalty target — which
    returns a :class:`~pruneopt.models.structured_decision.StructuredDecision`;
-4. remove the channels physically (:func:`~pruneopt.models.shrink.shrink_model`; a collapsed
-   residual branch cannot be shrunk to zero channels in PyTorch, so such a model stays the
-   method's masked model) and measure MACs with ``FlopCounterMode``, NNZ and accuracy;
-5. optionally fine-tune the shrunk model a few epochs (SGD, cosine; :mod:`.finetune`);
+4. remove the channels physically and measure MACs with ``FlopCounterMode``
+   (:func:`.common.shrink_and_measure`; a collapsed residual branch cannot be shrunk to zero
+   channels in PyTorch, so such a model stays the method's masked model), NNZ and accuracy;
+5. optionally fine-tune the shrunk model a few epochs (SGD, cosine;
+   :mod:`pruneopt.models.finetune`);
 6. the gap measures against exact programs (:mod:`pruneopt.models.method_gaps`) on a
    calibration batch of the training split.
 
-The record has the keys of FALCON's record (``macs_*``, ``nnz_*``, ``accuracy_*``,
-``budgets_met``, ...) plus ``gaps`` (a list of ``{measure, method_value, exact_value, gap, ...}``),
-``kept_fractions`` per group, ``accuracy_finetuned`` and the method's own ``method_info``.
+The record has the keys of FALCON's record (:func:`.common.pruned_record`: ``macs_*``,
+``nnz_*``, ``accuracy_*``, ``budgets_met``, ...) plus ``gaps`` (a list of ``{measure,
+method_value, exact_value, gap, ...}``), ``kept_fractions`` per group, ``accuracy_finetuned``
+and the method's own ``method_info``.
 
 Budgets: AutoBot aims at its target with a bisection that stops within ``tolerance_macs``
 — when it can: MACs are a step function of the threshold, and after its 50 halvings the last cut
 tested may lie one step above the target (the reference's ResNet-50 run ended 522,112 FLOPs off).
 ``flop_budget`` is the target plus that tolerance and ``budgets_met`` says whether it was met; a
-miss is recorded, not hidden (the G0 gap shows the best cut), and ``save_structured`` refuses to
-write such a model. The relaxation and FAIR-Pruner have no hard FLOP budget — their budget is
+miss is recorded, not hidden (the G0 gap shows the best cut), and :func:`save_structured` refuses
+to write such a model. The relaxation and FAIR-Pruner have no hard FLOP budget — their budget is
 what the penalty or the tolerance gives — so ``budgets_met`` is true and ``flop_budget`` null.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from pruneopt.formulations.checks import fraction
 from pruneopt.models.defaults import DEFAULT_TOLERANCE, STRUCTURED_METHODS
 
 GAP_CALIBRATION = 256  # samples on which the true-loss gap is enumerated
@@ -74,9 +74,8 @@ class StructuredSettings:
                                  "takes --flops")
             if self.keep_flops is None and self.method == "autobot":
                 raise ValueError("flops: AutoBot needs a FLOP target (--flops)")
-            if self.keep_flops is not None and not 0.0 < float(self.keep_flops) <= 1.0:
-                raise ValueError(f"flops: must be a fraction kept in (0, 1], got "
-                                 f"{self.keep_flops}")
+            if self.keep_flops is not None:
+                fraction(self.keep_flops, "flops", what="a fraction kept", got=f"{self.keep_flops}")
         if self.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs: must be >= 0, got {self.finetune_epochs}")
         if self.gap_calibration < 1:
@@ -104,7 +103,7 @@ def run_method(model, graph, X, y, settings: StructuredSettings, progress=None):
                                  **opts)
 
 
-def _progress_callback(bar):
+def progress_callback(bar):
     """Methods report progress as a dict (step, steps, loss, ...) or a line of text."""
     def report(msg) -> None:
         if isinstance(msg, dict):
@@ -136,6 +135,18 @@ def _prunable_weights(model, example) -> int:
     return total_weights(prunable_layers(model, example))
 
 
+def _fine_tune_shrunk(model, example, data, settings: StructuredSettings) -> float:
+    """Fine-tune every weight of the shrunk model; its accuracy afterwards."""
+    from pruneopt.models.costs import prunable_layers
+    from pruneopt.models.finetune import fine_tune
+
+    layers = prunable_layers(model, example)
+    masks = [np.ones(tuple(layer.weight.shape), dtype=bool) for layer in layers]
+    fine_tune(model, layers, masks, data.X_train, data.y_train,
+              epochs=settings.finetune_epochs, lr=settings.finetune_lr, seed=settings.seed)
+    return data.accuracy(model)
+
+
 def run_structured(spec: str, settings: StructuredSettings, *, input_shape=None,
                    data_file: str | None = None, progress: bool = False):
     """Prune the named model with a structured method.
@@ -145,19 +156,18 @@ def run_structured(spec: str, settings: StructuredSettings, *, input_shape=None,
     :class:`StructuredDecision` and ``record`` the JSON-ready record.
     """
     from pruneopt.models.channels import build_channel_graph
-    from pruneopt.models.costs import flop_counter_macs
-    from pruneopt.models.digits import evaluate_accuracy
-    from pruneopt.models.finetune import fine_tune
     from pruneopt.models.method_gaps import method_gaps
-    from pruneopt.models.shrink import shrink_model
-    from pruneopt.models.workflow import _jsonable, calibration_batch, dataset_for, resolve_model
+    from pruneopt.models.workflows.common import (
+        progress_bar,
+        pruned_record,
+        shrink_and_measure,
+    )
+    from pruneopt.models.workflows.loading import calibration_batch, dataset_for, open_model
 
     settings.validate()
     start = time.perf_counter()
-    torch.manual_seed(settings.seed)
-    resolved = resolve_model(spec, input_shape=input_shape, seed=settings.seed)
-    model = resolved.model.eval()
-    example = torch.zeros((1, *resolved.input_shape))
+    resolved = open_model(spec, input_shape=input_shape, seed=settings.seed)
+    model, example = resolved.model, resolved.example_input()
     data = dataset_for(resolved, n_train=max(settings.gap_calibration, 512), seed=settings.seed,
                        data_file=data_file)
     resolved.data = data
@@ -166,33 +176,23 @@ def run_structured(spec: str, settings: StructuredSettings, *, input_shape=None,
         raise ValueError(f"model: {spec} has no prunable channel group")
     dense_macs = int(graph.dense_macs)
     nnz_dense = _prunable_weights(model, example)
-    acc_before = evaluate_accuracy(model, data.X_eval, data.y_eval)
+    acc_before = data.accuracy(model)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(desc=f"{settings.method} on {spec}", file=sys.stderr, leave=False)
-    try:
+    with progress_bar(progress, f"{settings.method} on {spec}") as bar:
         decision = run_method(model, graph, data.X_train, data.y_train, settings,
-                              progress=_progress_callback(bar) if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
+                              progress=progress_callback(bar) if bar is not None else None)
     t_method = time.perf_counter() - start
 
     counts = decision.counts
-    if np.all(counts[graph.prunable] >= 1):
-        pruned = shrink_model(decision.model, graph, decision.keep, example_input=example)
-        shrunk = True
-    else:  # a collapsed branch: PyTorch has no zero-channel conv, keep the masked model
-        pruned = decision.model
-        shrunk = False
     macs_formula = int(decision.achieved_macs)
-    macs_measured = flop_counter_macs(pruned, example) if shrunk else macs_formula
-    nnz_after = _prunable_weights(pruned, example) if shrunk else int(
-        round(nnz_dense * macs_formula / max(dense_macs, 1)))
-    acc_after = evaluate_accuracy(pruned, data.X_eval, data.y_eval)
+    shrunk = bool(np.all(counts[graph.prunable] >= 1))
+    if shrunk:
+        pruned, macs_measured = shrink_and_measure(decision.model, graph, decision.keep, example)
+        nnz_after = _prunable_weights(pruned, example)
+    else:  # a collapsed branch: PyTorch has no zero-channel conv, keep the masked model
+        pruned, macs_measured = decision.model, macs_formula
+        nnz_after = int(round(nnz_dense * macs_formula / max(dense_macs, 1)))
+    acc_after = data.accuracy(pruned)
     flop_budget, met = _budget(decision, settings)
 
     gaps = []
@@ -204,49 +204,19 @@ def run_structured(spec: str, settings: StructuredSettings, *, input_shape=None,
 
     acc_ft = None
     if settings.finetune_epochs > 0 and shrunk:
-        from pruneopt.models.costs import prunable_layers
+        acc_ft = _fine_tune_shrunk(pruned, example, data, settings)
 
-        layers = prunable_layers(pruned, example)
-        masks = [np.ones(tuple(layer.weight.shape), dtype=bool) for layer in layers]
-        fine_tune(pruned, layers, masks, data.X_train, data.y_train,
-                  epochs=settings.finetune_epochs, lr=settings.finetune_lr, seed=settings.seed)
-        acc_ft = evaluate_accuracy(pruned, data.X_eval, data.y_eval)
-
-    record = {
-        "method": settings.method,
-        "model": spec,
-        "flops_asked": settings.keep_flops,
-        "tolerance": settings.tolerance,
-        "nnz_asked": None,
-        "macs_dense": dense_macs,
-        "macs_before": dense_macs,
-        "macs_after": int(macs_measured),
-        "macs_predicted": macs_formula,
-        "macs_target": decision.target_macs,
-        "nnz_dense": nnz_dense,
-        "nnz_before": nnz_dense,
-        "nnz_after": int(nnz_after),
-        "flop_budget": flop_budget,
-        "nnz_budget": None,
-        "budgets_met": bool(met),
-        "macs_kept": macs_measured / dense_macs,
-        "nnz_kept": nnz_after / nnz_dense,
-        "accuracy_before": acc_before,
-        "accuracy_after": acc_after,
-        "accuracy_finetuned": acc_ft,
-        "finetune_epochs": settings.finetune_epochs,
-        "data": data.kind,
-        "shrunk": shrunk,
-        "kept_fractions": decision.kept_fractions,
-        "kept_counts": {graph.names[g]: int(counts[g]) for g in range(graph.num_groups)},
-        "settings": asdict(settings),
-        "method_info": decision.info,
-        "method_seconds": t_method,
-        "gaps": gaps,
-        "stages": [],
-        "seconds": time.perf_counter() - start,
-    }
-    return resolved, pruned, decision, _jsonable(record)
+    record = pruned_record(
+        spec, settings, nnz_asked=None, macs=(dense_macs, dense_macs, int(macs_measured)),
+        nnz=(nnz_dense, nnz_dense, int(nnz_after)), flop_budget=flop_budget, nnz_budget=None,
+        budgets_met=met, accuracy=(acc_before, acc_after), data=data.kind,
+        tolerance=settings.tolerance, macs_predicted=macs_formula,
+        macs_target=decision.target_macs, accuracy_finetuned=acc_ft,
+        finetune_epochs=settings.finetune_epochs, shrunk=shrunk,
+        kept_fractions=decision.kept_fractions,
+        kept_counts={graph.names[g]: int(counts[g]) for g in range(graph.num_groups)},
+        method_info=decision.info, method_seconds=t_method, gaps=gaps, stages=[], start=start)
+    return resolved, pruned, decision, record
 
 
 def save_structured(pruned, decision, record: dict, out_dir) -> dict:
@@ -259,14 +229,13 @@ def save_structured(pruned, decision, record: dict, out_dir) -> dict:
 
     puts the method's decision beside the solvers."""
     from pruneopt.models.method_gaps import value_problem
-    from pruneopt.models.workflow import write_model_and_record
+    from pruneopt.models.workflows.records import npy, refuse_unmet, write_run
 
-    paths = write_model_and_record(pruned, record, out_dir)
-    paths["keep"] = os.path.join(os.fspath(out_dir), "keep.npy")
-    paths["problem"] = os.path.join(os.fspath(out_dir), "channels.npz")
-    value_problem(decision).save(paths["problem"])
-    np.save(paths["keep"], decision.keep.astype(np.int8))
-    return paths
+    refuse_unmet(record)
+    return write_run(out_dir, record, model=pruned, files={
+        "keep": ("keep.npy", npy(decision.keep.astype(np.int8))),
+        "problem": ("channels.npz", value_problem(decision))})
 
 
-__all__ = ["StructuredSettings", "run_method", "run_structured", "save_structured"]
+__all__ = ["StructuredSettings", "progress_callback", "run_method", "run_structured",
+           "save_structured"]
