@@ -90,6 +90,13 @@ shrink to, so every prunable group keeps at least one channel.
 decision z is the graph's group-major keep vector), :func:`group_scores`, :class:`ChannelMap`,
 ``CHANNEL_MAPS``. Shrinking is :mod:`pruneopt.models.shrink`, scores
 :mod:`pruneopt.models.channel_importance`.
+
+**Modules.** ``layouts`` (Layout, UnionFind), ``rules`` (op tables), ``maps`` (index-mapping
+leaves), ``trace_state`` (per-node records), the tracer ``builder`` (the torch.fx interpreter and
+its passes) with its mixins ``bookkeeping`` (groups, ties, requests between passes),
+``shape_rules`` (reshape, permute, index, split, reduce), ``join_rules`` (add/mul, parameters,
+cat) and ``module_rules`` (conv, linear, norms, maps: the MAC terms), ``assemble`` (→ the graph),
+``graph`` (ChannelGraph, ModuleChannels) and ``problem`` (→ ChannelProblem).
 """
 
 from pruneopt.models.channels.builder import build_channel_graph

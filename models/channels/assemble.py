@@ -9,6 +9,7 @@ import numpy as np
 from pruneopt.models.channels.graph import ChannelGraph, ModuleChannels
 from pruneopt.models.channels.layouts import HARD, Layout
 
+
 def assemble_graph(b, input_shape: tuple[int, ...]) -> ChannelGraph:
     uf = b.uf
     raw = range(1, len(uf.parent))

@@ -10,6 +10,7 @@ from torch import nn
 
 from pruneopt.formulations.common import as_binary_vector
 
+
 # ============================================================================ the result
 @dataclass(frozen=True, eq=False)
 class ModuleChannels:

@@ -13,6 +13,7 @@ from pruneopt.formulations.checks import fraction
 from pruneopt.models.channels.builder import build_channel_graph
 from pruneopt.models.channels.graph import ChannelGraph
 
+
 # ============================================================================ the problem
 def _kept_fraction(value) -> Fraction:
     """keep_flops as the exact decimal written (so 0.3 of 10 MACs is 3, not 2.9999...)."""
