@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := torch,scip,dask,test
+EXTRAS := torch,scip,dask,test,zoo,tp
 REPORT_DIR ?= pruneopt-report
 
 .PHONY: report test check-page install bench clean

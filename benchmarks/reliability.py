@@ -90,8 +90,9 @@ def build(kind: str, seed: int):
 
 def check_instance(kind: str, seed: int, time_limit: float) -> list[dict]:
     """Every exact solver on one instance; one record per solver."""
-    import pruneopt
     from solver_test_helpers import optimum
+
+    import pruneopt
     from pruneopt.solvers.registry import solver_specs
 
     problem = build(kind, seed)

@@ -51,11 +51,10 @@ import itertools
 
 import numpy as np
 import pyomo.environ as pyo
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 import pruneopt
 from pruneopt.formulations.allocation.problem import AllocationProblem
-
-from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 # (name, out_channels, in_channels, kernel (0 = Linear), output H (=W))
 LAYERS = [("conv1", 4, 1, 3, 8), ("conv2", 8, 4, 3, 4), ("conv3", 8, 8, 3, 4), ("fc", 10, 8, 0, 1)]

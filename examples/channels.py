@@ -47,19 +47,17 @@ The last line is machine-readable: ``RESULT {json}``.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyomo.environ as pyo
 import torch
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 from torch import nn
 
 import pruneopt
-from pruneopt.models.channels import build_channel_graph, channel_problem
 from pruneopt.models.channel_importance import channel_scores
+from pruneopt.models.channels import build_channel_graph, channel_problem
 from pruneopt.models.costs import flop_counter_macs
 from pruneopt.models.shrink import shrink_model
-
-from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 KEEP_FLOPS = 0.3
 

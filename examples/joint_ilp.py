@@ -51,14 +51,12 @@ by enumerating all 2^12 = 4096 selections in numpy. The last line is machine-rea
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyomo.environ as pyo
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-
-from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 # (name, kind, out_channels, in_channels, kernel, input H (=W)); a Linear has kernel 0
 LAYERS = [("conv", "Conv2d", 2, 1, 2, 3), ("fc", "Linear", 2, 2, 0, 1)]

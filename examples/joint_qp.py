@@ -47,14 +47,12 @@ machine-readable: ``RESULT {json}``.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyomo.environ as pyo
+from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 import pruneopt
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
-
-from teaching import compare_and_finish, declared_model_text, parse_args  # examples/teaching.py
 
 N_SAMPLES = 6
 RIDGE = 0.01  # λ

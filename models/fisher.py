@@ -29,7 +29,6 @@ from pruneopt.models.costs import PrunableLayer, flatten_weights, layer_ptr
 from pruneopt.models.defaults import DEFAULT_L2
 
 
-
 def per_sample_gradients(model: nn.Module, layers: list[PrunableLayer], inputs: torch.Tensor,
                          targets: torch.Tensor, *, chunk: int = 128,
                          loss=nn.functional.cross_entropy) -> np.ndarray:

@@ -40,9 +40,8 @@ from pruneopt.models.costs import (
     total_weights,
 )
 from pruneopt.models.defaults import BASE_LEVEL, DEFAULT_L2, METHODS, STAGES
-from pruneopt.models.fisher import block_pointer, per_sample_gradients
 from pruneopt.models.finetune import apply_masks, fine_tune
-
+from pruneopt.models.fisher import block_pointer, per_sample_gradients
 
 
 @dataclass
@@ -125,8 +124,8 @@ def _restricted_problem(X, w, alive, layers, nnz_budget, flop_budget, settings):
 
 def _solve_stage(problem: JointQuadraticProblem, settings: PruneSettings, max_iter: int,
                  callback=None) -> tuple[np.ndarray, dict]:
-    from pruneopt.solvers.fast.joint_qp.falcon import falcon_qp
     from pruneopt.solvers.fast.joint_qp.baselines import chita_qp, magnitude_qp, woodfisher_qp
+    from pruneopt.solvers.fast.joint_qp.falcon import falcon_qp
 
     method = settings.method
     if method in ("falcon", "falcon++"):

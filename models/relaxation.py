@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from pruneopt.models.autobot import check_method_data, check_keep_flops, check_int, check_real
+from pruneopt.models.autobot import check_int, check_keep_flops, check_method_data, check_real
 from pruneopt.models.channel_gates import gated, relaxed_macs
 from pruneopt.models.channels import CHANNEL_MAPS, ChannelGraph
 from pruneopt.models.structured_decision import StructuredDecision

@@ -118,6 +118,39 @@ def _slice(m: nn.Module, info: ModuleChannels, z: np.ndarray, ptr: np.ndarray) -
         w = m.weight.detach()[oo][:, ii]
         b = m.bias.detach()[oo] if m.bias is not None else None
         return _new_conv(m, w, b, int(ii.numel()), int(oo.numel()), 1)
+    if info.kind == "gconv":
+        _check_size(name, m.in_channels, info.in_gid.size)
+        _check_size(name, m.out_channels, info.out_gid.size)
+        if full_in and full_out:
+            return m
+        # every slice keeps the same channels: the weight's input dim is one slice's channels
+        per_slice = info.in_gid.size // m.groups
+        first = in_keep[in_keep < per_slice]
+        if first.size * m.groups != in_keep.size:
+            raise ValueError(f"model: grouped conv {name} would keep different channels in its "
+                             "groups")
+        ii, oo = torch.as_tensor(first), torch.as_tensor(out_keep)
+        w = m.weight.detach()[oo][:, ii]
+        b = m.bias.detach()[oo] if m.bias is not None else None
+        return _new_conv(m, w, b, int(in_keep.size), int(oo.numel()), m.groups)
+    if info.kind in ("ln", "gn"):
+        if full_in:
+            return m
+        ii = torch.as_tensor(in_keep)
+        k = int(ii.numel())
+        new = copy.deepcopy(m)
+        if info.kind == "ln":
+            new.normalized_shape = (k,)
+        else:
+            G, C = m.num_groups, m.num_channels
+            new.num_groups = 1 if G == 1 else (k if G == C else G)
+            new.num_channels = k
+        for attr in ("weight", "bias"):
+            p = getattr(m, attr, None)
+            if p is not None:
+                setattr(new, attr, nn.Parameter(p.detach()[ii].clone(),
+                                                requires_grad=p.requires_grad))
+        return new
     if info.kind == "depthwise":
         _check_size(name, m.in_channels, info.in_gid.size)
         _check_size(name, m.out_channels, info.out_gid.size)
@@ -192,6 +225,19 @@ def shrink_model(model: nn.Module, graph: ChannelGraph, keep, *,
             if isinstance(repl, ChannelMap) and ref is not None:
                 repl = repl.to(ref.device)  # the index lives with the activations
             _set(new, name, repl)
+    for path, (dim, gid, idx) in getattr(graph, "params", {}).items():
+        keep_pos = _positions(gid, idx, z, ptr)
+        if keep_pos.size == gid.size:
+            continue
+        parent, _, leaf = path.rpartition(".")
+        owner = new.get_submodule(parent) if parent else new
+        old_p = getattr(owner, leaf)
+        sliced = old_p.detach().index_select(dim, torch.as_tensor(keep_pos,
+                                                                  device=old_p.device)).clone()
+        if isinstance(old_p, nn.Parameter):
+            setattr(owner, leaf, nn.Parameter(sliced, requires_grad=old_p.requires_grad))
+        else:
+            owner.register_buffer(leaf, sliced)
     if example_input is not None:
         saved = [(m, m.training) for m in new.modules()]
         try:

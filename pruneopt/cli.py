@@ -343,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_report)
 
-    from pruneopt import cli_allocate, cli_channels, cli_prune
-    from pruneopt import cli_sweep
+    from pruneopt import cli_allocate, cli_channels, cli_prune, cli_sweep
 
     cli_prune.add_parser(sub)
     cli_channels.add_parser(sub)

@@ -28,7 +28,6 @@ import numpy as np
 
 from pruneopt.solvers.fast.joint.sorted_layers import SortedLayers
 
-
 # No scaled score (loss, value) may exceed this: HiGHS reads 1e20 as infinity and SCIP rejects such
 # data, and a range wider than this cannot be resolved by any float solver anyway (the check on
 # the answer, :mod:`pruneopt.solvers.joint.polish`, catches what the solver then misses).

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from conftest import J, brute_force
 
 from pruneopt.formulations.allocation.generate import generate_allocation
 from pruneopt.formulations.allocation.problem import AllocationProblem
@@ -28,8 +29,6 @@ from pruneopt.formulations.channels.generate import generate_channels
 from pruneopt.formulations.channels.problem import ChannelProblem
 from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
-
-from conftest import J, brute_force
 
 KINDS = ("joint", "joint-qp", "allocation", "channels")
 

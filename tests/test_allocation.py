@@ -14,16 +14,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix
+from solver_test_helpers import A
+from solver_test_helpers import brute_force_allocation as brute_force
 
 import pruneopt
-from pruneopt.formulations.allocation.problem import AllocationProblem
 from pruneopt.formulations.allocation.generate import generate_allocation
+from pruneopt.formulations.allocation.problem import AllocationProblem
 from pruneopt.formulations.io import load_problem
 from pruneopt.solvers.crosscheck import any_flag
 from pruneopt.solvers.registry import solver_specs
-
-from solver_test_helpers import A
-from solver_test_helpers import brute_force_allocation as brute_force
 
 # what the registry must hold, in this order (the solvers tested below come from the registry)
 REGISTERED = ["pyomo-highs", "highs", "cpsat", "dp", "exact", "fast", "uniform"]

@@ -11,7 +11,6 @@ from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.structured_decision import StructuredDecision
 from pruneopt.models.zoo import build_model, input_shape
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

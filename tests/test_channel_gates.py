@@ -12,7 +12,6 @@ from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.shrink import mask_channels
 from pruneopt.models.zoo import build_model, input_shape
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

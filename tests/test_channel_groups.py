@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruneopt.models import zoo
-from pruneopt.models.channels import build_channel_graph, channel_problem, group_scores
 from pruneopt.models.channel_importance import channel_scores
+from pruneopt.models.channels import build_channel_graph, channel_problem, group_scores
 from pruneopt.models.costs import flop_counter_macs
 from pruneopt.models.shrink import ChannelMap, mask_channels, shrink_model
 

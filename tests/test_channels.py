@@ -11,21 +11,20 @@ import math
 
 import numpy as np
 import pytest
+from conftest import all_selections, score_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from solver_test_helpers import brute_counts
+from solver_test_helpers import make_channels as make
 
 import pruneopt
-from pruneopt.formulations.channels.problem import ChannelProblem
 from pruneopt.formulations.channels.generate import SHAPES, generate_channels
+from pruneopt.formulations.channels.problem import ChannelProblem
 from pruneopt.formulations.network_shapes import layer_arrays, resnet20, resnet50
 from pruneopt.solvers.crosscheck import crosscheck
 from pruneopt.solvers.fast.channels.chain_dp import chain_order
 from pruneopt.solvers.fast.channels.elimination import CountElimination
 from pruneopt.solvers.registry import solver_specs
-
-from conftest import all_selections, score_values
-from solver_test_helpers import brute_counts
-from solver_test_helpers import make_channels as make
 
 SPECS = {s.name: s for s in solver_specs("channels")}
 AVAILABLE = pruneopt.available_solvers("channels")

@@ -11,11 +11,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import brute_force
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-
-from conftest import brute_force
 
 
 def cli(*args, cwd=None, timeout=180) -> subprocess.CompletedProcess:

@@ -8,14 +8,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import brute_force
 
 import pruneopt
 from pruneopt import JointBudgetProblem
 from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.solvers import registry
 from pruneopt.solvers.crosscheck import verdicts
-
-from conftest import brute_force
 
 crosscheck_module = importlib.import_module("pruneopt.solvers.crosscheck")
 

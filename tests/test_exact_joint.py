@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import KNOWN_HARD, J, all_selections, tiny_joint_problems
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
@@ -25,8 +26,6 @@ from pruneopt import JointBudgetProblem
 from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.solvers.fast.joint import exact as ej
 from pruneopt.solvers.fast.joint.exact import solve_exact
-
-from conftest import KNOWN_HARD, J, all_selections, tiny_joint_problems
 
 
 def layer_counts(problem: JointBudgetProblem, m: np.ndarray) -> np.ndarray:

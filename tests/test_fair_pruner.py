@@ -15,8 +15,14 @@ from torch import nn
 
 from pruneopt.models.channels import build_channel_graph
 from pruneopt.models.digits import evaluate_accuracy, load_digits_split, trained_model
-from pruneopt.models.fair_pruner import (projection_directions, fair_pruner, r_scores, separability,
-                                         tod_counts, u_scores)
+from pruneopt.models.fair_pruner import (
+    fair_pruner,
+    projection_directions,
+    r_scores,
+    separability,
+    tod_counts,
+    u_scores,
+)
 from pruneopt.models.shrink import mask_channels
 from pruneopt.models.structured_decision import StructuredDecision
 

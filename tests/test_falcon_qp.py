@@ -12,15 +12,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pruneopt.solvers import solve
 from pruneopt.solvers.fast.joint_qp.backsolve import (
     hessian_norm,
     quadratic_gradient,
     quadratic_objective,
     restricted_ridge,
 )
-from pruneopt.solvers import solve
-from pruneopt.solvers.fast.joint_qp.falcon import falcon_qp, projection_problem, separable_lower_bound
-from pruneopt.solvers.fast.joint_qp.baselines import chita_qp, flop_repair, magnitude_qp, woodfisher_qp
+from pruneopt.solvers.fast.joint_qp.baselines import (
+    chita_qp,
+    flop_repair,
+    magnitude_qp,
+    woodfisher_qp,
+)
+from pruneopt.solvers.fast.joint_qp.falcon import (
+    falcon_qp,
+    projection_problem,
+    separable_lower_bound,
+)
 
 
 def dense_hessian(X, ridge, block_ptr):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import brute_force, tiny_joint_problems
 from hypothesis import given
 
 import pruneopt
 from pruneopt import JointBudgetProblem
-
-from conftest import brute_force, tiny_joint_problems
 
 BASE = dict(
     scores=np.array([1.0, 2.0, 3.0]),

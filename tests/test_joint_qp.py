@@ -20,6 +20,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from solver_test_helpers import brute_force_qp as brute_force
+from solver_test_helpers import dense_hessian
+from solver_test_helpers import make_qp as make_problem
 
 import pruneopt
 from pruneopt.formulations.io import load_problem
@@ -30,10 +33,6 @@ from pruneopt.solvers.crosscheck import crosscheck
 from pruneopt.solvers.fast.joint_qp.backsolve import quadratic_objective, restricted_ridge
 from pruneopt.solvers.joint_qp.enumerate import maximal_supports
 from pruneopt.solvers.registry import available_solvers, solve, solver_specs
-
-from solver_test_helpers import brute_force_qp as brute_force
-from solver_test_helpers import dense_hessian
-from solver_test_helpers import make_qp as make_problem
 
 needs_scip = pytest.mark.skipif(not scip_available(), reason="pyscipopt is not installed")
 

@@ -9,8 +9,8 @@ import torch
 
 from pruneopt.models.costs import prunable_layers, sparse_macs
 from pruneopt.models.digits import trained_model
-from pruneopt.models.fisher import block_pointer, per_sample_gradients, quadratic_problem
 from pruneopt.models.finetune import fine_tune
+from pruneopt.models.fisher import block_pointer, per_sample_gradients, quadratic_problem
 from pruneopt.models.pruning import (
     METHODS,
     PruneSettings,

@@ -13,11 +13,13 @@ from torch import nn
 
 from pruneopt.models.channel_gates import gated, relaxed_macs
 from pruneopt.models.channels import build_channel_graph
-from pruneopt.models.relaxation import (continuous_relaxation, residual_branches,
-                                        structure_from_gates)
+from pruneopt.models.relaxation import (
+    continuous_relaxation,
+    residual_branches,
+    structure_from_gates,
+)
 from pruneopt.models.structured_decision import StructuredDecision
 from pruneopt.models.zoo import BasicBlock, build_model, input_shape
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -22,8 +22,12 @@ from pruneopt.reports.build import build_report
 from pruneopt.reports.rendering.html import render_html
 from pruneopt.reports.rendering.markdown import render_markdown
 from pruneopt.reports.studies.jobs import SOLVER_MAX_ITEMS
-from pruneopt.reports.studies.joint_study import (BUDGETS, ROW_COLUMNS, add_best_bound_gaps,
-                                                  build_study)
+from pruneopt.reports.studies.joint_study import (
+    BUDGETS,
+    ROW_COLUMNS,
+    add_best_bound_gaps,
+    build_study,
+)
 from pruneopt.solvers.registry import solver_specs
 
 EXPECTED_COLUMNS = {
@@ -380,7 +384,7 @@ def test_clean_rows_read_all_passed():
 
 
 def test_synthetic_report_shows_every_kind_of_unsolved_run(tmp_path):
-    from report_rows import BUDGET_MISSED, ERROR, REFUSAL, META, joint_rows, sweep_rows
+    from report_rows import BUDGET_MISSED, ERROR, META, REFUSAL, joint_rows, sweep_rows
 
     from pruneopt.reports.build import write_report
 

@@ -24,7 +24,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from report_rows import META, joint_rows, sweep_rows
 
 CHROMIUM = os.environ.get("PRUNEOPT_CHROMIUM", "/usr/bin/chromium")

@@ -21,12 +21,6 @@ from functools import cache
 
 import numpy as np
 import pytest
-
-import pruneopt
-from pruneopt.solvers.constants import STATUSES, Status
-from pruneopt.solvers.crosscheck import verdicts
-from pruneopt.solvers.registry import available_solvers, solver_specs
-
 from solver_test_helpers import (
     DECISION,
     KINDS,
@@ -38,6 +32,11 @@ from solver_test_helpers import (
     optimum,
     scale_of,
 )
+
+import pruneopt
+from pruneopt.solvers.constants import STATUSES, Status
+from pruneopt.solvers.crosscheck import verdicts
+from pruneopt.solvers.registry import available_solvers, solver_specs
 
 TIME_LIMIT = 0.01
 HONOURED_SECONDS = 30.0  # a time-limited solve returns within this (shared CPUs, worker start)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import KNOWN_HARD, J, brute_force, rel_close, scale_of, tiny_joint_problems
 from hypothesis import example, given
 from scipy.optimize import linprog
 
 import pruneopt
 from pruneopt import JointBudgetProblem
 from pruneopt.formulations.joint.generate import DISTRIBUTIONS, generate_joint
-
 from pruneopt.solvers.registry import solver_specs
-
-from conftest import KNOWN_HARD, J, brute_force, rel_close, scale_of, tiny_joint_problems
 
 # what the registry must hold, in this order (the solvers tested below come from the registry)
 REGISTERED = ["pyomo-highs", "highs", "cpsat", "pyomo-scip", "falcon", "exact", "magnitude",

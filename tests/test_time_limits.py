@@ -27,6 +27,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+from solver_test_helpers import KINDS, REFERENCE, better_or_equal
 
 import pruneopt
 from pruneopt.formulations.allocation.generate import generate_allocation
@@ -35,8 +36,6 @@ from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import solver_specs
-
-from solver_test_helpers import KINDS, REFERENCE, better_or_equal
 
 LIMIT = 1.0
 ALLOWED = 1.1 * LIMIT + 2.0  # the promise: 10 % + 2 s

@@ -306,20 +306,25 @@ class ChannelProblem(Formulation):
         )
 
     # ----------------------------------------------------------------------------- declarations
-    def to_pyomo(self, form: str = "layered", score_scale: float = 1.0, cost_unit: float = 1.0):
+    def to_pyomo(self, form: str = "layered", score_scale: float = 1.0, cost_unit: float = 1.0,
+                 bounds=None):
         """The program as a Pyomo ``ConcreteModel`` that reads like the math.
 
         ``form="layered"`` is P1 (one-hot counts y_{g,k}, edge variables e per coupled pair);
-        ``form="mccormick"`` is P1′ (integer counts, binary expansions, McCormick products). See
+        ``form="mccormick"`` is P1′ (integer counts, binary expansions, McCormick products);
+        ``bounds = (lo, hi)`` declares only the counts in those windows (no blocks). See
         :mod:`pruneopt.formulations.channels.pyomo_model`. ``score_scale`` multiplies the objective,
         ``cost_unit`` divides every MAC coefficient and the budget (exact when it divides them).
         """
         from pruneopt.formulations.channels.pyomo_model import build_layered, build_mccormick
 
         if form == "layered":
-            return build_layered(self, score_scale=score_scale, cost_unit=cost_unit)
+            return build_layered(self, score_scale=score_scale, cost_unit=cost_unit,
+                                 bounds=bounds)
         if form == "mccormick":
-            return build_mccormick(self, score_scale=score_scale, cost_unit=cost_unit)
+            return build_mccormick(self, score_scale=score_scale, cost_unit=cost_unit,
+                                   bounds=bounds)
+
         raise ValueError(f"form: must be 'layered' or 'mccormick', got {form!r}")
 
     def to_cpsat(self, score_scale: float | None = None, value_cap: float | None = None):

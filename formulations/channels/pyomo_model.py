@@ -62,11 +62,18 @@ def _flop_row(flops, m) -> pyo.Constraint:
     return pyo.Constraint(expr=flops <= m.F, doc="FLOPs(k) ≤ F")
 
 
-def build_layered(problem, score_scale: float = 1.0, cost_unit: float = 1.0) -> pyo.ConcreteModel:
-    """P1: the layered-graph MILP (see the module docstring)."""
+def build_layered(problem, score_scale: float = 1.0, cost_unit: float = 1.0,
+                  bounds=None) -> pyo.ConcreteModel:
+    """P1: the layered-graph MILP (see the module docstring). ``bounds = (lo, hi)``: count
+    windows, only the counts lo_g..hi_g are declared (a problem without collapsible blocks)."""
     _check(score_scale, cost_unit)
     G = problem.num_groups
     allowed = {g: problem.allowed_counts(g).tolist() for g in range(G)}
+    if bounds is not None:
+        if problem.num_blocks:
+            raise ValueError("bounds: count windows need a problem without collapsible blocks")
+        allowed = {g: [k for k in ks if int(bounds[0][g]) <= k <= int(bounds[1][g])]
+                   for g, ks in allowed.items()}
     V = {g: (problem.value_table(g) * score_scale).tolist() for g in range(G)}
     b = (problem.linear_coef / cost_unit).tolist()
     aself = (problem.self_coef / cost_unit).tolist()
@@ -124,33 +131,59 @@ def build_layered(problem, score_scale: float = 1.0, cost_unit: float = 1.0) -> 
     return m
 
 
-def expanded_side(problem) -> list[tuple[int, int]]:
-    """For each coupled pair (g, h): (expanded group, multiplied group), fewer bits expanded."""
-    n = problem.group_sizes
+def expanded_side(problem, span=None) -> list[tuple[int, int]]:
+    """For each coupled pair (g, h): (expanded group, multiplied group), fewer bits expanded
+    (bits of n_g, or of the window width hi_g − lo_g when ``span`` is given)."""
+    n = problem.group_sizes if span is None else span
     out = []
     for g, h in problem.pairs.tolist():
         out.append((g, h) if int(n[g]).bit_length() <= int(n[h]).bit_length() else (h, g))
     return out
 
 
-def build_mccormick(problem, score_scale: float = 1.0,
-                    cost_unit: float = 1.0) -> pyo.ConcreteModel:
-    """P1′: integer counts with binary expansions and McCormick products (module docstring)."""
+def build_mccormick(problem, score_scale: float = 1.0, cost_unit: float = 1.0,
+                    bounds=None) -> pyo.ConcreteModel:
+    """P1′: integer counts with binary expansions and McCormick products (module docstring).
+
+    ``bounds = (lo, hi)``: count windows lo_g ≤ k_g ≤ hi_g (a problem without collapsible
+    blocks). The expansion is then of k_g − lo_g (bits of hi_g − lo_g), k_g k_h = lo_g k_h +
+    Σ_t 2^t ρ[p,t], and the McCormick rows use lo_h, hi_h — exact for binary β as before; only
+    the value cuts j = lo_g..hi_g − 1 are declared (the others hold at every count in the
+    window)."""
     _check(score_scale, cost_unit)
     G = problem.num_groups
     n = problem.group_sizes.tolist()
     mk = problem.min_keep.tolist()
     blk = problem.blocks.tolist()
+    if bounds is not None:
+        if problem.num_blocks:
+            raise ValueError("bounds: count windows need a problem without collapsible blocks")
+        lo = [int(v) for v in bounds[0]]
+        hi = [int(v) for v in bounds[1]]
+        if any(a < m_ or a > b or b > nn for a, b, m_, nn in zip(lo, hi, mk, n, strict=True)):
+            raise ValueError("bounds: need min_keep <= lo <= hi <= n per group")
+    else:
+        lo, hi = [0] * G, list(n)
+    span = [b - a for a, b in zip(lo, hi, strict=True)]
     V = {g: (problem.value_table(g) * score_scale).tolist() for g in range(G)}
     b = (problem.linear_coef / cost_unit).tolist()
     # products: coupled pairs (expanded, multiplied) and self-edges (g, g)
-    prods = expanded_side(problem)
+    prods = expanded_side(problem, None if bounds is None else np.asarray(span))
     pcoef = (problem.pair_coef / cost_unit).tolist()
     for g in np.flatnonzero(problem.self_coef > 0).tolist():
         prods.append((g, g))
         pcoef.append(float(problem.self_coef[g]) / cost_unit)
-    bits = {g: max(int(n[g]).bit_length(), 1) for g in range(G)}
-    expanded = sorted({g for g, _ in prods})
+    if bounds is None:
+        bits = {g: max(int(n[g]).bit_length(), 1) for g in range(G)}
+    else:
+        bits = {g: int(span[g]).bit_length() for g in range(G)}
+    expanded = sorted({g for g, _ in prods if bits[g] > 0})
+
+    def pieces(g):
+        if bounds is None:
+            return range(n[g])
+        first = min(lo[g], n[g] - 1)
+        return range(first, max(first + 1, hi[g]))
 
     m = pyo.ConcreteModel(name="structured channel selection (P1', McCormick)")
     m.G = pyo.RangeSet(0, G - 1, doc="channel groups")
@@ -159,19 +192,21 @@ def build_mccormick(problem, score_scale: float = 1.0,
                    doc="(expanded group, bit)")
     m.PT = pyo.Set(dimen=2, initialize=[(p, t) for p, (g, _) in enumerate(prods)
                                         for t in range(bits[g])], doc="(product, bit)")
-    m.GJ = pyo.Set(dimen=2, initialize=[(g, j) for g in range(G) for j in range(n[g])],
+    m.GJ = pyo.Set(dimen=2, initialize=[(g, j) for g in range(G) for j in pieces(g)],
                    doc="(group, linear piece of V_g)")
     m.F = pyo.Param(initialize=problem.flop_budget / cost_unit, doc="FLOP budget / cost_unit")
     m.c0 = pyo.Param(initialize=problem.const / cost_unit, doc="constant MACs / cost_unit")
 
     def k_bounds(m, g):
+        if bounds is not None:
+            return (lo[g], hi[g])
         return (0 if blk[g] >= 0 else mk[g], n[g])
 
     m.k = pyo.Var(m.G, within=pyo.NonNegativeIntegers, bounds=k_bounds, doc="kept channels")
     m.v = pyo.Var(m.G, within=pyo.Reals, bounds=lambda m, g: (0, V[g][n[g]]),
                   doc="V_g(k_g), scaled")
     m.u = pyo.Var(m.B, within=pyo.Binary, doc="1 = keep collapsible block b")
-    m.beta = pyo.Var(m.GT, within=pyo.Binary, doc="bit t of k_g")
+    m.beta = pyo.Var(m.GT, within=pyo.Binary, doc="bit t of k_g − lo_g")
     m.rho = pyo.Var(m.PT, within=pyo.NonNegativeReals, doc="β[g,t]·k[h]")
 
     m.value = pyo.Objective(expr=sum(m.v[g] for g in m.G), sense=pyo.maximize,
@@ -179,24 +214,35 @@ def build_mccormick(problem, score_scale: float = 1.0,
     m.value_cut = pyo.Constraint(m.GJ, rule=lambda m, g, j: m.v[g] <= V[g][j] + (
         V[g][j + 1] - V[g][j]) * (m.k[g] - j), doc="V_g is concave: v ≤ each linear piece")
     m.binary_expansion = pyo.Constraint(
-        expanded, rule=lambda m, g: m.k[g] == sum(2**t * m.beta[g, t] for t in range(bits[g])))
+        expanded, rule=lambda m, g: m.k[g] == lo[g] + sum(2**t * m.beta[g, t]
+                                                          for t in range(bits[g])))
 
     def rho_le_beta(m, p, t):
         g, h = prods[p]
-        return m.rho[p, t] <= n[h] * m.beta[g, t]
+        return m.rho[p, t] <= hi[h] * m.beta[g, t]
 
     def rho_le_k(m, p, t):
-        return m.rho[p, t] <= m.k[prods[p][1]]
+        g, h = prods[p]
+        return m.rho[p, t] <= m.k[h] - lo[h] * (1 - m.beta[g, t])
 
     def rho_ge(m, p, t):
         g, h = prods[p]
-        return m.rho[p, t] >= m.k[h] - n[h] * (1 - m.beta[g, t])
+        return m.rho[p, t] >= m.k[h] - hi[h] * (1 - m.beta[g, t])
+
+    def rho_ge_lo(m, p, t):
+        g, h = prods[p]
+        if lo[h] == 0:
+            return pyo.Constraint.Skip
+        return m.rho[p, t] >= lo[h] * m.beta[g, t]
 
     m.rho_le_beta = pyo.Constraint(m.PT, rule=rho_le_beta)
     m.rho_le_k = pyo.Constraint(m.PT, rule=rho_le_k)
     m.rho_ge = pyo.Constraint(m.PT, rule=rho_ge)
+    m.rho_ge_lo = pyo.Constraint(m.PT, rule=rho_ge_lo)
 
     flops = m.c0 + sum(b[g] * m.k[g] for g in m.G if b[g] != 0)
+    flops = flops + sum(pcoef[p] * lo[prods[p][0]] * m.k[prods[p][1]]
+                        for p in range(len(prods)) if pcoef[p] != 0 and lo[prods[p][0]])
     flops = flops + sum(pcoef[p] * 2**t * m.rho[p, t] for (p, t) in m.PT if pcoef[p] != 0)
     m.flops = _flop_row(flops, m)
 
@@ -211,14 +257,12 @@ def build_mccormick(problem, score_scale: float = 1.0,
 def counts_from_layered(model, problem) -> np.ndarray:
     """k_g read from a solved layered model (the count with the largest y[g,·])."""
     k = np.zeros(problem.num_groups, dtype=np.int64)
-    for g in range(problem.num_groups):
-        best, arg = -1.0, 0
-        for c in problem.allowed_counts(g).tolist():
-            val = model.y[g, c].value
-            val = -1.0 if val is None else float(val)
-            if val > best:
-                best, arg = val, c
-        k[g] = arg
+    best = np.full(problem.num_groups, -2.0)
+    for g, c in model.GK:  # the declared counts (all allowed ones, or the windows)
+        val = model.y[g, c].value
+        val = -1.0 if val is None else float(val)
+        if val > best[g]:
+            best[g], k[g] = val, c
     return k
 
 

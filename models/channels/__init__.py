@@ -37,11 +37,36 @@ the model with ``torch.fx`` and one shape-propagating forward pass at batch 1.
 * A conv/linear reading FIXED positions costs a·(fixed count)·k_out (into b); a group that
   reaches the graph output (the classifier's classes) is not prunable, min_keep = n, and every
   term with it is folded into b or c₀ with its count n.
-* A grouped conv with 1 < groups < in_channels, a Linear on a non-2-D input, and every op not
-  listed here (slicing, split, permute, matmul, unknown modules, ...) that reads a grouped
-  tensor makes those groups unprunable and outputs a FIXED layout — conservative: the answer is
-  exact, it only forgoes pruning there. Their MACs (measured by ``FlopCounterMode`` per node) go
-  into c₀. ``ChannelGraph.unknown_ops`` and ``fixed_reason`` say which and why.
+* **The channel axis** is dim 1 until a permute/transpose moves it (ConvNeXt's NCHW ↔ NHWC, a
+  ViT's N×L×D tokens); reshapes that merge it with neighbours repeat or tile its layout, a
+  Linear reads the last dim (a = tokens: MACs L·in·out per sample), reductions and indexing
+  of other dims shift it.
+* **Stochastic depth / drop path** (``stochastic_depth``, ``drop_path``, matched by name) pass
+  through; the graph is traced in eval mode.
+* **Grouped conv** (1 < groups < in_channels): every slice must keep the same channels, so the
+  input group is *folded* (a unit = one channel in each slice; its producer is traced again
+  making it so: :mod:`~pruneopt.models.channels.builder`'s passes) and the output group is
+  folded likewise; MACs K²HW·G·k_in·k_out. **GroupNorm(G, C)** with 1 < G < C folds by G;
+  with G ∈ {1, C} it is sliced like BatchNorm. **LayerNorm** (subclasses such as ConvNeXt's
+  ``LayerNorm2d`` stay leaves) on the channel axis is sliced (no MACs); over another dim it
+  passes the channels through.
+* **Channel-wise parameters** (a get_attr broadcast along the channels in an add/mul, or
+  concatenated along another dim: layer scale, position embedding, class token) are sliced with
+  the group (``ChannelGraph.params``).
+* **Channel shuffle and chunk.** ``view(N, g, C/g, ...)`` → ``transpose`` → ``view(N, C, ...)``
+  is followed as a permutation of the layout; ``chunk(k)``/``split(int)`` along the channels
+  slice it. The shrunk model splits its *own* channel count into g (k) equal slices, so the
+  slices must keep the same channels: they are tied position by position (what cannot be tied
+  one to one is fixed). Literal channel positions (``x[:, :8]``, ``split([a, b])``, list
+  indexing) are fixed.
+* **Partial reads**: a conv that reads part of a group asks its producer to partition the group
+  (traced again); at most 6 passes, then what is still open is fixed.
+* Every op not listed here (``roll``, matmul/attention, ``nn.MultiheadAttention``, unknown
+  modules, ...) that reads a grouped tensor makes those groups unprunable and outputs a FIXED
+  layout — conservative: the answer is exact, it only forgoes pruning there. Their MACs
+  (measured by ``FlopCounterMode`` per node) go into c₀. An exception inside a rule is treated
+  the same way: the tracer never crashes on an op. ``ChannelGraph.unknown_ops`` and
+  ``fixed_reason`` say which and why.
 * An index-mapping leaf (``ShortcutA``: stride-s subsampling and zero-padding of the new
   channels) with padding maps input channel j to output channel j + pad: its output is SOFT.
   When it feeds a residual add directly (its only use) the add's output group is its output:
@@ -65,6 +90,13 @@ shrink to, so every prunable group keeps at least one channel.
 decision z is the graph's group-major keep vector), :func:`group_scores`, :class:`ChannelMap`,
 ``CHANNEL_MAPS``. Shrinking is :mod:`pruneopt.models.shrink`, scores
 :mod:`pruneopt.models.channel_importance`.
+
+**Modules.** ``layouts`` (Layout, UnionFind), ``rules`` (op tables), ``maps`` (index-mapping
+leaves), ``trace_state`` (per-node records), the tracer ``builder`` (the torch.fx interpreter and
+its passes) with its mixins ``bookkeeping`` (groups, ties, requests between passes),
+``shape_rules`` (reshape, permute, index, split, reduce), ``join_rules`` (add/mul, parameters,
+cat) and ``module_rules`` (conv, linear, norms, maps: the MAC terms), ``assemble`` (→ the graph),
+``graph`` (ChannelGraph, ModuleChannels) and ``problem`` (→ ChannelProblem).
 """
 
 from pruneopt.models.channels.builder import build_channel_graph

@@ -9,6 +9,7 @@ import numpy as np
 from pruneopt.models.channels.graph import ChannelGraph, ModuleChannels
 from pruneopt.models.channels.layouts import HARD, Layout
 
+
 def assemble_graph(b, input_shape: tuple[int, ...]) -> ChannelGraph:
     uf = b.uf
     raw = range(1, len(uf.parent))
@@ -72,8 +73,8 @@ def assemble_graph(b, input_shape: tuple[int, ...]) -> ChannelGraph:
 
     members: list[list[tuple[str, str]]] = [[] for _ in range(G)]
     modules: dict[str, ModuleChannels] = {}
-    roles_in = {"conv": "in", "linear": "in", "bn": "bn", "depthwise": "dw", "map": "map",
-                "fixed": "in"}
+    roles_in = {"conv": "in", "gconv": "in", "linear": "in", "bn": "bn", "ln": "norm",
+                "gn": "norm", "depthwise": "dw", "map": "map", "fixed": "in"}
     for name, rec in b.records.items():
         kind = rec.kind
         if kind == "map" and not rec.resolved:
@@ -84,11 +85,12 @@ def assemble_graph(b, input_shape: tuple[int, ...]) -> ChannelGraph:
         else:
             out_gid = out_idx = np.zeros(0, dtype=np.int64)
         modules[name] = ModuleChannels(name, kind, in_gid, in_idx, out_gid, out_idx,
-                                       rec.src_pos if kind == "map" else None, rec.stride)
+                                       rec.src_pos if kind == "map" else None, rec.stride,
+                                       rec.groups)
         seen = set()
         for g in np.unique(in_gid[in_gid >= 0]).tolist():
             seen.add((g, roles_in[kind] if kind != "map" else "map"))
-        if kind in ("conv", "linear"):
+        if kind in ("conv", "gconv", "linear"):
             for g in np.unique(out_gid[out_gid >= 0]).tolist():
                 seen.add((g, "out"))
         elif kind == "map":
@@ -96,6 +98,12 @@ def assemble_graph(b, input_shape: tuple[int, ...]) -> ChannelGraph:
                 seen.add((g, "map"))
         for g, role in sorted(seen):
             members[g].append((name, role))
+    params = {}
+    for path, (dim, lay) in b.params.items():
+        gid, idx = final(lay)
+        params[path] = (int(dim), gid, idx)
+        for g in np.unique(gid[gid >= 0]).tolist():
+            members[g].append((path, "param"))
     # producers first, then the rest in forward order
     ordered = []
     for gi in range(G):
@@ -117,4 +125,4 @@ def assemble_graph(b, input_shape: tuple[int, ...]) -> ChannelGraph:
         names=tuple(names), channel_ptr=ptr, fixed=fixed, fixed_reason=tuple(reason),
         members=tuple(ordered), edges=edges, edge_coef=edge_coef, linear_coef=lin,
         const=int(const), dense_macs=int(dense), modules=modules, activations=tuple(acts),
-        unknown_ops=tuple(b.unknown), input_shape=input_shape)
+        unknown_ops=tuple(b.unknown), input_shape=input_shape, params=params)

@@ -10,13 +10,16 @@ from torch import nn
 
 from pruneopt.formulations.common import as_binary_vector
 
+
 # ============================================================================ the result
 @dataclass(frozen=True, eq=False)
 class ModuleChannels:
     """How one module's channels follow the groups (final group ids; -1 = always kept).
 
-    ``kind``: ``conv`` (groups = 1), ``depthwise``, ``linear``, ``bn``, ``map`` (an index-mapping
-    leaf such as ResNet option-A's ``ShortcutA``) or ``fixed`` (left as it is). ``in_*`` are per
+    ``kind``: ``conv`` (groups = 1), ``gconv`` (1 < groups < in_channels: every slice keeps the
+    same channels), ``depthwise``, ``linear`` (on the last dim), ``bn``, ``ln`` (a LayerNorm on
+    the channels), ``gn`` (GroupNorm), ``map`` (an index-mapping leaf such as ResNet option-A's
+    ``ShortcutA``) or ``fixed`` (left as it is). ``in_*`` are per
     input position (dim 1; for Linear the input features), ``out_*`` per output position.
     ``src_pos`` (map only): the input position each output position copies, -1 for a zero
     channel; ``stride``: its spatial subsampling.
@@ -30,6 +33,7 @@ class ModuleChannels:
     out_idx: np.ndarray
     src_pos: np.ndarray | None = None
     stride: int = 1
+    groups: int = 1  # gconv: the conv's groups; gn: the GroupNorm's num_groups
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +67,9 @@ class ChannelGraph:
     unknown_ops: tuple[str, ...]
     input_shape: tuple[int, ...]
     blocks: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # parameters applied channel-wise (layer scales, position embeddings): attribute path ->
+    # (the parameter's dim that holds the channels, group id per position, channel index)
+    params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.blocks is None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from pruneopt.models import zoo
 
+
 # ============================================================================ op tables
 class ChannelMap(nn.Module):
     """out[:, j] = x[:, :, ::s, ::s][:, gather[j]], or 0 where ``gather[j]`` = in_channels.

@@ -13,6 +13,7 @@ from pruneopt.formulations.checks import fraction
 from pruneopt.models.channels.builder import build_channel_graph
 from pruneopt.models.channels.graph import ChannelGraph
 
+
 # ============================================================================ the problem
 def _kept_fraction(value) -> Fraction:
     """keep_flops as the exact decimal written (so 0.3 of 10 MACs is 3, not 2.9999...)."""
@@ -71,6 +72,10 @@ def channel_problem(model: nn.Module, example_input: torch.Tensor, scores_per_gr
         scores_per_group = scores_per_group(graph)
     if graph.num_groups == 0:
         raise ValueError("model: has no Conv2d or Linear output channels to select")
+    if not graph.prunable.any():
+        why = sorted({r for r in graph.fixed_reason if r})
+        raise ValueError("model: has no prunable channel group (every group must keep all its "
+                         f"channels: {'; '.join(why[:3])}{' ...' if len(why) > 3 else ''})")
     scores = group_scores(graph, scores_per_group)
     G, n = graph.num_groups, graph.sizes
     mk = np.asarray(min_keep)

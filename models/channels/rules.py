@@ -24,9 +24,20 @@ PASS_FUNCTIONS = {
     F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, operator.neg,
 }
 PASS_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_",
-                 "clip", "contiguous", "clone", "detach", "float", "neg"}
+                 "clip", "contiguous", "clone", "detach", "float", "neg", "to", "type_as",
+                 "sigmoid", "hardsigmoid", "silu", "gelu"}
+# Functions that multiply each sample by a random scalar in training and are the identity in
+# eval mode (stochastic depth / drop path), matched by name: torchvision wraps its
+# ``stochastic_depth`` for torch.fx, timm's ``drop_path`` likewise when wrapped.
+PASS_FUNCTION_NAMES = {"stochastic_depth", "drop_path"}
 RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 RESHAPE_METHODS = {"flatten", "view", "reshape"}
+PERMUTE_FUNCTIONS = {torch.permute, torch.transpose, torch.swapaxes, torch.swapdims}
+PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "swapdims"}
+SPLIT_FUNCTIONS = {torch.chunk, torch.split, torch.tensor_split, torch.unbind}
+SPLIT_METHODS = {"chunk", "split", "tensor_split", "unbind"}
+# A parameter or buffer reshaped or broadcast on its way to a channel-wise op stays one.
+PARAM_METHODS = {"expand", "expand_as", "to", "type_as", "view", "reshape", "contiguous"}
 REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax}
 REDUCE_METHODS = {"mean", "sum", "amax"}
 BINARY_FUNCTIONS = {operator.add, operator.iadd, torch.add, operator.sub, operator.isub,

@@ -39,6 +39,8 @@ from pruneopt.models.digits import (
 )
 
 CHECKPOINT_FORMAT = "pruneopt-checkpoint-v1"
+# torchvision.models:NAME without --input-shape: ImageNet's (ViTs are built for 224 × 224)
+TORCHVISION_INPUT_SHAPE = (3, 224, 224)
 # Per-sample gradients are n × p float64; refuse before allocating more than this.
 MAX_GRADIENT_BYTES = 8 * 2**30
 
@@ -102,6 +104,10 @@ def _from_callable(spec: str) -> nn.Module:
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name:
         raise ValueError(f"model: expected module:function, got {spec!r}")
+    if module_name == "torchvision" or module_name.startswith("torchvision."):
+        from pruneopt.models.vision import import_torchvision
+
+        import_torchvision()  # the CPU torch needs the shim (models/vision.py)
     try:
         with _cwd_on_path():
             module = importlib.import_module(module_name)
@@ -132,6 +138,8 @@ def resolve_model(spec: str, *, input_shape: tuple[int, int, int] | None = None,
     if os.path.exists(spec):
         return _load_checkpoint(spec, input_shape, seed)
     if ":" in spec:
+        if input_shape is None and spec.startswith("torchvision."):
+            input_shape = TORCHVISION_INPUT_SHAPE  # what torchvision's builders are sized for
         if input_shape is None:
             raise ValueError("input_shape: --input-shape C,H,W is required with module:function")
         return ResolvedModel(_from_callable(spec), spec, input_shape)

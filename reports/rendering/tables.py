@@ -30,7 +30,6 @@ from pruneopt.reports.rendering.formatting import (
     solver_order,
 )
 
-
 # ----------------------------------------------------------------------------------- outcomes
 #: Verdicts that are not cross-check flags: ``ok`` (checked, no flag), ``not-checked`` (no
 #: result to check: an error or a refusal), ``error`` (old rows files' job errors), empty.

@@ -12,6 +12,7 @@ as it grows (the outer-approximation master) is built once by :func:`configure` 
 from __future__ import annotations
 
 import functools
+
 import highspy
 import numpy as np
 

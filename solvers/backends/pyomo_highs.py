@@ -10,6 +10,7 @@ the model's own (scaled) objective units. Reading the decision off the model is 
 from __future__ import annotations
 
 import functools
+
 from pyomo.contrib.solver.common.results import TerminationCondition as TC
 
 from pruneopt.solvers.backends import highspy as highspy_adapter

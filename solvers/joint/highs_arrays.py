@@ -44,7 +44,6 @@ from pruneopt.solvers.joint.polish import improve_counts
 from pruneopt.solvers.joint.reduced_cost import fixing_windows, full_windows
 from pruneopt.solvers.scaling import integer_cost_divisor, score_scale_at_threshold
 
-
 # Cores above this many items run in a guarded worker process when a time limit is set: on the
 # core of 18,499 items left by a ResNet-20 instance, HiGHS 1.13.1 spent 6.5 s in the root's cut
 # separation under a 2 s limit without looking at the clock (measured, issue 15).

@@ -72,6 +72,18 @@ class CountElimination(EliminationPlan):
         the coupling is applied here (None: the union over both states)."""
         g = x.group
         m, n = int(self._m[g]), int(self._n[g])
+        box = self._box
+        if box is not None:  # a branch-and-bound box / count window: lo_g ≤ k_g ≤ hi_g
+            lo, hi = int(box[0][g]), int(box[1][g])
+            out = []
+            for a, b in self._intervals_unboxed(g, m, n, u_state):
+                a, b = max(a, lo), min(b, hi)
+                if a <= b:
+                    out.append((a, b))
+            return out
+        return self._intervals_unboxed(g, m, n, u_state)
+
+    def _intervals_unboxed(self, g: int, m: int, n: int, u_state) -> list[tuple[int, int]]:
         if u_state == 0:
             return [(0, 0)]
         if u_state == 1 or not self._inblock[g] or m == 0:
@@ -132,8 +144,23 @@ class CountElimination(EliminationPlan):
                 out[lo:hi + 1, us] = 0.0
         return out
 
-    def solve(self, mu: float, lam: np.ndarray | None = None) -> SubproblemAnswer:
-        """Maximise the (cut) Lagrangian at μ with cut multipliers λ (default 0)."""
+    _box = None
+
+    def solve(self, mu: float, lam: np.ndarray | None = None, lo: np.ndarray | None = None,
+              hi: np.ndarray | None = None) -> SubproblemAnswer:
+        """Maximise the (cut) Lagrangian at μ with cut multipliers λ (default 0), over the counts
+        lo ≤ k ≤ hi when given (the value is −inf when the box holds no allowed count)."""
+        if lo is not None or hi is not None:
+            lo = np.zeros(self.problem.num_groups, np.int64) if lo is None else lo
+            hi = self._n if hi is None else hi
+            self._box = (np.asarray(lo), np.asarray(hi))
+            try:
+                return self._solve(mu, lam)
+            finally:
+                self._box = None
+        return self._solve(mu, lam)
+
+    def _solve(self, mu: float, lam: np.ndarray | None = None) -> SubproblemAnswer:
         p = self.problem
         vs = [clone_var(x) for x in self.vars]
         lam = (np.zeros(len(self.cuts)) if lam is None
@@ -212,6 +239,11 @@ class CountElimination(EliminationPlan):
             self.eliminate(vs, v)
         total = float(sum(float(tab) for _, tab in tables)) - mu * p.const
         state = np.zeros(len(vs), dtype=np.int64)
+        if not total > NEG:  # an empty box: no allowed count
+            G = p.num_groups
+            return SubproblemAnswer(value=NEG, k=np.zeros(G, dtype=np.int64),
+                                    copies=np.zeros(len(self.cuts), dtype=np.int64), exact=True,
+                                    lagrangian_at_k=NEG)
         for step, bil, bvar, parts in reversed(records):
             v = step.var
             if step.kind == "table":

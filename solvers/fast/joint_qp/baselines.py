@@ -22,13 +22,13 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import linalg
 
+from pruneopt.solvers.fast.joint.greedy import prefix_selection
 from pruneopt.solvers.fast.joint_qp.backsolve import (
     block_ranges,
     quadratic_objective,
     restricted_ridge,
 )
 from pruneopt.solvers.fast.joint_qp.falcon import FalconRun, falcon_qp, projection_problem
-from pruneopt.solvers.fast.joint.greedy import prefix_selection
 
 
 def _select(problem, scores: np.ndarray, solver: str) -> np.ndarray:

@@ -64,7 +64,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 U = 2.0**-53  # unit roundoff of float64
 SHIFTS = ("none", "eig", "scaled")
 FEAS_REL = 1e-9  # the FLOP budget's tolerance in problem.fits / finalize
