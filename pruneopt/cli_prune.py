@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--solver", default="falcon",
                    help="joint-ILP solver for the projection (falcon, exact, highs, ...)")
     p.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
-                   help="number of calibration samples n (rows of the gradient matrix)")
+                   help="number of calibration samples n (rows of the gradient matrix; "
+                        "n x weights float64: use 4-16 on ImageNet-sized torchvision models)")
     p.add_argument("--l2", type=float, default=None, help="ridge l2 (λ = l2·n)")
     p.add_argument("--first-order", type=float, default=0.0,
                    help="weight of the first-order term (0 = off)")

@@ -121,6 +121,8 @@ FILE_COMMANDS = {  # name: (argv with OUT, the flag's field)
     "generate-joint-qp": (["generate", "joint-qp", "--model", "digits-mlp", "--items", "20",
                            "--calibration", "4", "--seed", "1", "--out", "OUT"], "out"),
     "sweep": (["sweep", "CONFIG", "--no-progress", "--out", "OUT"], "out"),
+    "channels-tp-plan": (["channels", "--model", "digits-mlp", "--flops", "0.5", "--solver",
+                          "fast", "--export-tp-plan", "OUT"], "export_tp_plan"),
 }
 DIR_COMMANDS = {
     "allocate-table": (["allocate", "--table", "TABLE", "--flops", "0.75", "--solver", "exact",

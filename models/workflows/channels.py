@@ -14,6 +14,15 @@ then agreement with the dense model, 1.0 before pruning).
 :func:`save_channels` writes ``model.pt`` (the whole shrunk module: its architecture changed,
 so a state_dict alone would not rebuild it), ``record.json`` (which lists the files),
 ``problem.npz`` (the instance, for ``pruneopt solve``) and ``selection.npz`` (x and the counts).
+
+Torch-Pruning (the ``[tp]`` extra, :mod:`pruneopt.models.torch_pruning_interop`):
+:func:`tp_plan` turns the run's selection into a pruning plan that ``tp.DependencyGraph``
+applies (``pruneopt channels --export-tp-plan FILE.json``); with ``settings.tp_check`` the
+record gains ``torch_pruning``: DepGraph's groups against pruneopt's, and the MACs of the dense
+model pruned by DepGraph with that plan (FlopCounterMode/2) against pruneopt's prediction.
+
+The record names what the tracer could not model: ``unknown_ops`` (the ops it met and could
+not model) and, per group, ``reason`` (why it is fixed; empty when prunable).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ class ChannelSettings:
     eval_samples: int = SYNTHETIC_EVAL  # synthetic evaluation inputs
     time_limit: float | None = None
     seed: int = 0
+    tp_check: bool = False  # cross-check groups and plan with Torch-Pruning (the [tp] extra)
 
     def validate(self) -> None:
         """Bad settings (an unknown solver included) fail here, before any work."""
@@ -50,6 +60,10 @@ class ChannelSettings:
                              f"{self.score!r}")
         fraction(self.keep_flops, "flops", what="a fraction kept")
         get_solver(ChannelProblem.kind, self.solver)
+        if self.tp_check:
+            from pruneopt.models.torch_pruning_interop import import_torch_pruning
+
+            import_torch_pruning()  # not installed: one line before any work
 
 
 @dataclass
@@ -61,6 +75,7 @@ class ChannelRun:
     problem: object
     x: np.ndarray
     counts: np.ndarray
+    graph: object = None  # the ChannelGraph the selection refers to (for tp_plan)
 
 
 def run_channels(spec: str, settings: ChannelSettings, *, input_shape=None,
@@ -78,7 +93,9 @@ def run_channels(spec: str, settings: ChannelSettings, *, input_shape=None,
     settings.validate()
     resolved = open_model(spec, input_shape=input_shape, seed=settings.seed)
     model, example = resolved.model, resolved.example_input()
+    traced = time.perf_counter()
     graph = build_channel_graph(model, example)
+    trace_seconds = time.perf_counter() - traced
     data = dataset_for(resolved, n_train=settings.calibration, seed=settings.seed,
                        data_file=data_file, n_eval=settings.eval_samples)
     calib_X = calib_y = None
@@ -137,8 +154,10 @@ def run_channels(spec: str, settings: ChannelSettings, *, input_shape=None,
         "num_groups": graph.num_groups,
         "prunable_groups": int(prunable.sum()),
         "groups": [{"name": graph.names[g], "channels": int(graph.sizes[g]), "kept": int(k[g]),
-                    "fixed": bool(graph.fixed[g])} for g in range(graph.num_groups)],
+                    "fixed": bool(graph.fixed[g]), "reason": graph.fixed_reason[g]}
+                   for g in range(graph.num_groups)],
         "unknown_ops": list(graph.unknown_ops),
+        "trace_seconds": trace_seconds,
         "accuracy_before": acc_before,
         "accuracy_after": acc_after,
         "data": data.kind,
@@ -146,7 +165,46 @@ def run_channels(spec: str, settings: ChannelSettings, *, input_shape=None,
         "seed": settings.seed,
         "seconds": time.perf_counter() - start,
     }
-    return ChannelRun(shrunk, to_jsonable(record), problem, z, k)
+    if settings.tp_check:
+        record["torch_pruning"] = torch_pruning_check(model, example, graph, z, macs_predicted)
+        record["seconds"] = time.perf_counter() - start
+    return ChannelRun(shrunk, to_jsonable(record), problem, z, k, graph)
+
+
+def torch_pruning_check(model, example, graph, z: np.ndarray, macs_predicted: int) -> dict:
+    """DepGraph's groups against ``graph``'s, and the dense ``model`` pruned by DepGraph with the
+    plan of ``z``: its FlopCounterMode MACs against pruneopt's prediction (equal where both
+    tools group the same channels)."""
+    from pruneopt.models.costs import flop_counter_macs
+    from pruneopt.models.torch_pruning_interop import apply_plan, compare_groups, pruning_plan
+
+    out = {}
+    # Torch-Pruning's failure is a finding (e.g. no DependencyGraph for ShuffleNetV2), not a crash
+    try:
+        out["groups"] = compare_groups(model, example, graph)
+    except Exception as exc:  # noqa: BLE001
+        out["groups_error"] = f"{type(exc).__name__}: {exc}"
+    try:
+        pruned = apply_plan(model, example, pruning_plan(graph, z))
+        macs = flop_counter_macs(pruned, example)
+        out.update(plan_applied=True, plan_macs=macs, plan_macs_equal=macs == macs_predicted)
+    except Exception as exc:  # noqa: BLE001
+        out.update(plan_applied=False, plan_error=f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def tp_plan(run: ChannelRun) -> dict:
+    """The run's selection as a Torch-Pruning pruning plan (JSON-ready): per group that loses
+    channels, its root module and the root's output channels to remove."""
+    from pruneopt.models.torch_pruning_interop import pruning_plan
+
+    r = run.record
+    return {"model": r["model"], "input_shape": r["input_shape"],
+            "macs_predicted": r["macs_predicted"], "macs_before": r["macs_before"],
+            "apply": "for e in plan: DG.get_pruning_group(module(e['root']), "
+                     "tp.prune_conv_out_channels or tp.prune_linear_out_channels "
+                     "(e['kind']), e['remove']).prune()",
+            "plan": pruning_plan(run.graph, run.x)}
 
 
 def save_channels(run: ChannelRun, out_dir) -> dict:
@@ -163,4 +221,5 @@ def save_channels(run: ChannelRun, out_dir) -> dict:
     return paths
 
 
-__all__ = ["ChannelRun", "ChannelSettings", "run_channels", "save_channels"]
+__all__ = ["ChannelRun", "ChannelSettings", "run_channels", "save_channels", "torch_pruning_check",
+           "tp_plan"]
