@@ -25,7 +25,6 @@ One JSON object goes to stdout; progress lines go to stderr. ``--quick``: 2 seed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -33,7 +32,7 @@ import sys
 import time
 
 import numpy as np
-from harness import logger
+from harness import emit, logger
 
 import pruneopt
 from pruneopt.formulations.allocation.generate import generate_allocation
@@ -127,11 +126,7 @@ def main(argv=None) -> int:
         "summary": summary,
         "wall_s": time.perf_counter() - start,
     }
-    text = json.dumps(out, indent=2, allow_nan=True)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(out, args.out, indent=2)
     return 0
 
 

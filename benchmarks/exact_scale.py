@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
 import time
 
 import numpy as np
-from harness import loadavg, logger, traced_peak
+from harness import emit, loadavg, logger, traced_peak
 
 import pruneopt
 from pruneopt.formulations.joint.generate import generate_joint
@@ -155,11 +154,7 @@ def main(argv=None) -> int:
                                   if k.startswith("highs")),
         "total_s": time.time() - started,
     }
-    text = json.dumps(report, indent=2, default=float)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-    print(text)
+    emit(report, args.out, indent=2)
     return 0
 
 

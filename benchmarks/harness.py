@@ -9,6 +9,7 @@ that of the worker processes they spawn) and they import it as ``harness``.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import platform
@@ -48,6 +49,17 @@ def jsonable(value):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
     return value
+
+
+def emit(report: dict, out: str | None = None, *, indent: int | None = 2) -> str:
+    """Print ``report`` as JSON (through :func:`jsonable`: NaN null, inf a string) and, with
+    ``out``, write the same text to that file; returns the text."""
+    text = json.dumps(jsonable(report), indent=indent, allow_nan=False)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
+    return text
 
 
 def median(xs) -> float:

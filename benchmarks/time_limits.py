@@ -41,26 +41,13 @@ import sys
 import tempfile
 import time
 
-from harness import environment, jsonable, loadavg, logger
+from harness import emit, environment, jsonable, loadavg, logger
 
 log = logger("time_limits")
 PACKAGES = ("pruneopt", "numpy", "highspy", "pyomo", "ortools", "PySCIPOpt")
 
 
 # ================================================================================ instances
-def _random_qp(p: int = 500, n: int = 128, layers: int = 10, seed: int = 0):
-    import numpy as np
-
-    from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
-
-    rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.choice(np.arange(1, p), layers - 1, replace=False))
-    sizes = np.diff(np.concatenate(([0], cuts, [p]))).astype(np.int64)
-    costs = rng.choice([1.0, 16.0, 64.0, 256.0], layers)
-    return JointQuadraticProblem(
-        X=rng.standard_normal((n, p)) * 0.5, w_bar=rng.standard_normal(p) * 0.3, ridge=0.05,
-        group_ptr=np.concatenate(([0], np.cumsum(sizes))), flop_cost=costs,
-        nnz_budget=int(0.5 * p), flop_budget=0.4 * float(sizes @ costs))
 
 
 def _digits_qp():
@@ -74,12 +61,16 @@ def _builders():
     from pruneopt.formulations.channels.generate import generate_channels
     from pruneopt.formulations.joint.generate import generate_joint
 
+    # the random MIQP of tests/test_time_limits.py
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from solver_test_helpers import random_qp
+
     return {
         "joint-resnet20": lambda: generate_joint(shape="resnet20", keep_nnz=0.48,
                                                  keep_flops=0.4, seed=0),
         "joint-random": lambda: generate_joint(layers=64, items=200_000, dist="uniform",
                                                keep_nnz=0.48, keep_flops=0.4, seed=0),
-        "joint-qp-random": _random_qp,
+        "joint-qp-random": random_qp,
         "joint-qp-digits": _digits_qp,
         "allocation-1000": lambda: generate_allocation(1000, 10, 0),
         "channels-resnet50": lambda: generate_channels("resnet50", seed=0, keep_flops=0.5),
@@ -205,11 +196,7 @@ def main(argv=None) -> int:
               "promise": "wall_s <= 1.1 * limit + 2", "instances": instances, "runs": runs,
               "summary": {"runs": len(runs), "over": len(over), "over_runs": over},
               "environment": environment(PACKAGES, detailed=True)}
-    text = json.dumps(jsonable(report), indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-    print(text)
+    emit(report, args.out, indent=1)
     return 0
 
 

@@ -54,6 +54,19 @@ def make_channels(sizes, scores=None, edges=(), coef=(), b=None, c0=0.0, F=1e9, 
         flop_budget=F, min_keep=min_keep, blocks=blocks, names=names)
 
 
+def random_qp(p: int = 500, n: int = 128, layers: int = 10, seed: int = 0):
+    """A random joint MIQP where a 1 s limit binds for the exact solvers (tests/test_time_limits.py
+    and benchmarks/time_limits.py)."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, p), layers - 1, replace=False))
+    sizes = np.diff(np.concatenate(([0], cuts, [p]))).astype(np.int64)
+    costs = rng.choice([1.0, 16.0, 64.0, 256.0], layers)
+    return JointQuadraticProblem(
+        X=rng.standard_normal((n, p)) * 0.5, w_bar=rng.standard_normal(p) * 0.3, ridge=0.05,
+        group_ptr=np.concatenate(([0], np.cumsum(sizes))), flop_cost=costs,
+        nnz_budget=int(0.5 * p), flop_budget=0.4 * float(sizes @ costs))
+
+
 def make_qp(*, p=10, n=6, layers=3, blocks=1, seed=0, ridge=0.05, linear=0.0,
             keep_nnz=0.5, keep_flops=0.4, zeros=0) -> JointQuadraticProblem:
     """A random joint-qp instance: layer sizes ≥ 1, CNN-like MAC costs, optional blocks and a."""

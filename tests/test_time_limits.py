@@ -25,15 +25,13 @@ import math
 import time
 from functools import cache
 
-import numpy as np
 import pytest
-from solver_test_helpers import KINDS, REFERENCE, better_or_equal
+from solver_test_helpers import KINDS, REFERENCE, better_or_equal, random_qp
 
 import pruneopt
 from pruneopt.formulations.allocation.generate import generate_allocation
 from pruneopt.formulations.channels.generate import generate_channels
 from pruneopt.formulations.joint.generate import generate_joint
-from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import solver_specs
 
@@ -44,18 +42,6 @@ ALLOWED = 1.1 * LIMIT + 2.0  # the promise: 10 % + 2 s
 # check still applies): SCIP's MIQP stall guard ('feasible') or a SCIP LP failure ('error', the
 # incumbent returned); see solvers/joint_qp/registrations.py.
 MAY_STOP_SHORT = {("joint-qp", "pyomo-scip")}
-
-
-def random_qp(p: int = 500, n: int = 128, layers: int = 10, seed: int = 0):
-    """A random joint MIQP (the instance of benchmarks/time_limits.py)."""
-    rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.choice(np.arange(1, p), layers - 1, replace=False))
-    sizes = np.diff(np.concatenate(([0], cuts, [p]))).astype(np.int64)
-    costs = rng.choice([1.0, 16.0, 64.0, 256.0], layers)
-    return JointQuadraticProblem(
-        X=rng.standard_normal((n, p)) * 0.5, w_bar=rng.standard_normal(p) * 0.3, ridge=0.05,
-        group_ptr=np.concatenate(([0], np.cumsum(sizes))), flop_cost=costs,
-        nnz_budget=int(0.5 * p), flop_budget=0.4 * float(sizes @ costs))
 
 
 INSTANCES = {
