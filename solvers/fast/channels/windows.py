@@ -57,6 +57,25 @@ def _excluded(D: float, T: float) -> bool:
     return D + EXCLUDE_MARGIN * max(abs(D), abs(T), 1e-300) <= T
 
 
+def _with(v: np.ndarray, g: int, value: int) -> np.ndarray:
+    out = v.copy()
+    out[g] = value
+    return out
+
+
+def _refuted_end(refuted: int, open_: int, is_refuted) -> int:
+    """Bisection between a count ``refuted`` (its box is excluded, e.g. empty) and ``open_`` (not
+    excluded), either side of it: the count nearest ``open_`` still excluded, given that
+    ``is_refuted`` is monotone along the way."""
+    while abs(open_ - refuted) > 1:
+        mid = (refuted + open_) // 2
+        if is_refuted(mid):
+            refuted = mid
+        else:
+            open_ = mid
+    return refuted
+
+
 def count_windows(problem, el: CountElimination, mu: float, threshold: float, *,
                   lo=None, hi=None, deadline: float | None = None,
                   max_rounds: int = 4) -> WindowResult:
@@ -89,15 +108,8 @@ def count_windows(problem, el: CountElimination, mu: float, threshold: float, *,
             if hi[g] == lo[g]:
                 continue
             # from below: the largest a with the box {k_g ≤ a} excluded
-            L, R = lo[g] - 1, hi[g]
-            while R - L > 1:
-                mid = (L + R) // 2
-                h2 = hi.copy()
-                h2[g] = mid
-                if _excluded(bound(lo, h2), threshold):
-                    L = mid
-                else:
-                    R = mid
+            L = _refuted_end(lo[g] - 1, hi[g], lambda a: _excluded(
+                bound(lo, _with(hi, g, a)), threshold))
             if L >= lo[g]:
                 lo[g] = L + 1
                 changed = True
@@ -105,15 +117,8 @@ def count_windows(problem, el: CountElimination, mu: float, threshold: float, *,
                 return WindowResult(lo, hi, True, evals, rounds, time.perf_counter() - start,
                                     True)
             # from above: the smallest b with the box {k_g ≥ b} excluded
-            L, R = lo[g], hi[g] + 1
-            while R - L > 1:
-                mid = (L + R) // 2
-                l2 = lo.copy()
-                l2[g] = mid
-                if _excluded(bound(l2, hi), threshold):
-                    R = mid
-                else:
-                    L = mid
+            R = _refuted_end(hi[g] + 1, lo[g], lambda b: _excluded(
+                bound(_with(lo, g, b), hi), threshold))
             if R <= hi[g]:
                 hi[g] = R - 1
                 changed = True
