@@ -190,12 +190,9 @@ def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, loss_scale=Non
     x, bound, status, msg, _ = check_backend_answer(
         problem, flat_index(problem, raw["x"]), bound, raw["status"], raw["message"],
         rounding=rounding, deadline=clock.deadline, lp=lp, fallback=fallback)
-    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info.get("workers"),
-            "loss_scale": info.get("loss_scale"), "cost_unit": info.get("cost_unit"),
-            "time_limit": time_limit}
-    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
-                    backend="ortools-cpsat", backend_version=cpsat.version(), options=opts,
-                    message=msg, info=info)
+    return cpsat.finalize_answer(problem, x=x, bound=bound, status=status, message=msg,
+                                 info=info, seed=seed, time_limit=time_limit,
+                                 scale_key="loss_scale")
 
 
 # ------------------------------------------------------------------------------- dp

@@ -68,3 +68,18 @@ def run(model: cp_model.CpModel, variables, *, time_limit=None, workers=None,
                       bound=float(solver.best_objective_bound), version=version(), values=values,
                       objective=float(solver.objective_value) if has_solution else None,
                       extra={"workers": params.num_workers})
+
+
+def finalize_answer(problem, *, x, bound, status, message, info: dict, seed, time_limit,
+                    scale_key: str):
+    """:func:`~pruneopt.solvers.result.finalize` a CP-SAT answer of a float-scored formulation,
+    its options recorded alike everywhere (``scale_key``: the name of its value scale in
+    ``info``, e.g. ``loss_scale`` or ``score_scale``)."""
+    from pruneopt.solvers.result import finalize
+
+    opts = {**ZERO_GAP, "seed": seed, "num_workers": info.get("workers"),
+            scale_key: info.get(scale_key), "cost_unit": info.get("cost_unit"),
+            "time_limit": time_limit}
+    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
+                    backend="ortools-cpsat", backend_version=version(), options=opts,
+                    message=message, info=info)

@@ -228,12 +228,9 @@ def _run_cpsat(problem, *, time_limit=None, workers=None, seed=0, score_scale=No
         x, lp_bound = ready if ready is not None else fallback()
         bound = min(bound, lp_bound)
         message += "; FALCON's selection and the LP bound are returned"
-    opts = {**cpsat.ZERO_GAP, "seed": seed, "num_workers": info.get("workers"),
-            "score_scale": info.get("score_scale"), "cost_unit": info.get("cost_unit"),
-            "time_limit": time_limit}
-    return finalize(problem, solver="cpsat", x=x, bound=bound, backend_status=status,
-                    backend="ortools-cpsat", backend_version=cpsat.version(), options=opts,
-                    message=message, info=info)
+    return cpsat.finalize_answer(problem, x=x, bound=bound, status=status, message=message,
+                                 info=info, seed=seed, time_limit=time_limit,
+                                 scale_key="score_scale")
 
 
 # ------------------------------------------------------------------------------- fast algorithms
