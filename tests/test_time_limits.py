@@ -286,3 +286,32 @@ def test_model_building_counts(monkeypatch):
     monkeypatch.setattr(AllocationProblem, "to_pyomo", slow_build)
     r = _timed(instance("allocation"), "pyomo-highs", LIMIT)
     assert r.status == Status.TIME_LIMIT, r.message
+
+
+def test_the_allocation_dp_reads_the_clock_within_a_layer(monkeypatch):
+    """``dp`` on the allocation: a layer is one pass over the states per option, seconds each
+    over 1e8 states; the clock is read between slabs of every pass (the old code read it once
+    a layer and ran 14.7 s under a 10 s limit in benchmarks/reliability.py). Here each pass's
+    ``np.copyto`` is made slow on purpose, over a small table (48 options, 4e6 states)."""
+    import numpy as np
+    from solver_test_helpers import A
+
+    from pruneopt.solvers.fast.allocation import dp as dp_module
+
+    class SlowCopy:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def copyto(*args, **kwargs):
+            time.sleep(0.05)
+            return np.copyto(*args, **kwargs)
+
+    m = 48
+    flops = (np.arange(m) * 83_333 + 1).astype(float)  # gcd 1: a state per MAC
+    problem = A([1.0 / (1.0 + np.arange(m)), [0.0, 1.0]], [np.ones(m, int), [1, 0]],
+                [flops, [1.0, 0.0]], F=0.9 * float(flops[-1]))
+    assert dp_module.plan_dp(problem).kind == "1d"
+    monkeypatch.setattr(dp_module, "np", SlowCopy())
+    r = _timed(problem, "dp", LIMIT)
+    assert r.status == Status.TIME_LIMIT, r.message
