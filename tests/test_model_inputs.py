@@ -37,3 +37,33 @@ def test_nothing_prunable_is_a_clear_error():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()  # only the classifier
     with pytest.raises(ValueError, match=r"^model: has no prunable channel group .*output"):
         channel_problem(model, torch.zeros(1, 3, 2, 2), "l1", 0.5)
+
+
+def _record(capsys, argv):
+    import json
+
+    from pruneopt.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_falcon_prunes_a_torchvision_model_end_to_end(capsys, one_torch_thread):
+    """``prune --method falcon`` on torchvision's MobileNetV3-Small (random weights, synthetic
+    calibration data, said in the record): both budgets met on the shrunk model's counts."""
+    r = _record(capsys, ["prune", "--model", "torchvision.models:mobilenet_v3_small",
+                         "--input-shape", "3,32,32", "--method", "falcon", "--flops", "0.5",
+                         "--nnz", "0.6", "--calibration", "2", "--no-gaps", "--json"])
+    assert r["data"] == "synthetic" and r["budgets_met"]
+    assert r["macs_after"] <= 0.5 * r["macs_before"] and r["nnz_after"] <= 0.6 * r["nnz_before"]
+
+
+def test_allocate_on_a_torchvision_model(capsys, one_torch_thread):
+    """``allocate --model`` on torchvision's SqueezeNet: a proven allocation within budget."""
+    r = _record(capsys, ["allocate", "--model", "torchvision.models:squeezenet1_0",
+                         "--input-shape", "3,32,32", "--flops", "0.5", "--calibration", "2",
+                         "--json"])
+    assert r["data"] == "synthetic" and r["budgets_met"] and r["proven_optimal"]
+    assert r["macs_after"] <= 0.5 * r["macs_dense"]
