@@ -290,7 +290,7 @@ def test_network_miqp_table_measures_each_method_against_the_best_bound():
     from pruneopt.reports.rendering.tables import network_miqp_table
 
     base = {"job_id": "j", "job_kind": "instance", "formulation": "joint-qp",
-            "size": "digits-mlp", "p": 6464, "keep_nnz": 0.4, "budget": 0.35, "feasible": True}
+            "size": "digits-mlp", "p": 6464.0, "keep_nnz": 0.4, "budget": 0.35, "feasible": True}
     rows = pd.DataFrame([
         {**base, "solver": "exact", "status": "time_limit", "objective": 2.0, "bound": 1.9,
          "seconds": 30.0},
@@ -305,6 +305,7 @@ def test_network_miqp_table_measures_each_method_against_the_best_bound():
     assert list(table["solver"]) == ["exact", "falcon", "magnitude"]
     assert list(table["excess over best Q"]) == ["0", "0.1", "0.2"]
     assert list(table["excess over certified bound"]) == ["0.053", "0.15", "0.25"]
+    assert set(table["weights"]) == {"6,464"}  # a count, though read back from CSV as float
 
 
 # ------------------------------------------------------------------------------ every failure shown

@@ -314,7 +314,7 @@ def network_miqp_table(rows: pd.DataFrame) -> pd.DataFrame:
         scale = max(abs(best_bound), 1e-300) if math.isfinite(best_bound) else math.nan
         for rec, qi in zip(job.to_dict("records"), q):
             out.append({
-                "network": rec.get("size"), "weights": rec.get("p"),
+                "network": rec.get("size"), "weights": fmt(rec.get("p"), ",.0f"),
                 "asked": f"NNZ {fmt(rec.get('keep_nnz'), '.2g')}, "
                          f"MACs {fmt(rec.get('budget'), '.2g')}",
                 "solver": rec.get("solver"), "status": rec.get("status"),
