@@ -169,9 +169,10 @@ def test_unusable_output_path_is_refused_before_any_work(command, path, inputs, 
     line = assert_one_line(code, out, err, field)
     assert out_path in line
     assert tree(tmp_path) == before  # nothing written, no temporary file left
-    # no solve, training or pipeline ran: the tripwires prove it; the clock (a generous
-    # bound on a loaded machine: the check itself takes milliseconds) says so too
-    assert seconds < 1.0
+    # no solve, training or pipeline ran: the tripwires prove it; the clock says so too (the
+    # check takes milliseconds; the bound leaves room for a loaded 2-core CI machine, and any
+    # training or solve the tripwires missed takes longer)
+    assert seconds < 3.0
 
 
 @pytest.mark.parametrize("argv", [["sweep", "CONFIG", "--no-progress"], ["report", "--quick"]])
