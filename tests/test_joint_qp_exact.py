@@ -253,6 +253,7 @@ def test_block_diagonal_fisher_gives_the_same_optimum(seed):
 
 
 # ------------------------------------------------------------------------------ time limit
+@pytest.mark.wall_clock
 def test_time_limit_is_honoured():
     rng = np.random.default_rng(5)
     problem = random_problem(rng, p=400, n=40, layers=4, ridge=0.002, keep_nnz=0.4,

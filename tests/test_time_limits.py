@@ -35,6 +35,8 @@ from pruneopt.formulations.joint.generate import generate_joint
 from pruneopt.solvers.constants import Status
 from pruneopt.solvers.registry import solver_specs
 
+pytestmark = pytest.mark.wall_clock  # run alone by make test (see the Makefile)
+
 LIMIT = 1.0
 ALLOWED = 1.1 * LIMIT + 2.0  # the promise: 10 % + 2 s
 
