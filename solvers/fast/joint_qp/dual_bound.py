@@ -64,15 +64,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-U = 2.0**-53  # unit roundoff of float64
+from pruneopt.solvers.fast.joint_qp.count_knapsack import integer_max
+from pruneopt.solvers.fast.joint_qp.knapsack_lp import U, gamma, lp_dual
+
 SHIFTS = ("none", "eig", "scaled")
 FEAS_REL = 1e-9  # the FLOP budget's tolerance in problem.fits / finalize
-
-
-def gamma(k: int | float) -> float:
-    """γ_k = k·u / (1 − k·u), inflated by 1 % (it is itself computed in floating point)."""
-    ku = float(k) * U
-    return 1.01 * ku / (1.0 - ku)
 
 
 # ============================================================================== the minorant
@@ -142,6 +138,8 @@ class Minorant:
         self.absRt = np.abs(Rt)
         self.valid = item_of >= 0
         self.item_of = item_of
+        # r_iᵀr_i / λ_i: how much one weight can absorb of the residual (branching order)
+        self.leverage = self.to_items(np.einsum("brm,brm->bm", Rt, Rt)) / lam
         self.block_of = np.repeat(np.arange(B), [e - s for s, e in spans]).astype(np.int64)
         # y_b = R_b w̄_b and its error bound
         wpad = self.to_pad(wb)
@@ -177,7 +175,7 @@ class Minorant:
     # ------------------------------------------------------------------ the dual pieces
     def q(self, A: np.ndarray) -> np.ndarray:
         """q_i = r_iᵀα_{b(i)} − b_i (float64[p], not certified)."""
-        return self.to_items(np.einsum("brm,br->bm", self.Rt, A) - self.bpad)
+        return self.to_items(_rows_times(A, self.Rt) - self.bpad)
 
     def v(self, A: np.ndarray) -> np.ndarray:
         q = self.q(A)
@@ -186,7 +184,7 @@ class Minorant:
     def v_upper(self, A: np.ndarray) -> np.ndarray:
         """Certified upper bounds of v_i(α) (see the module docstring)."""
         q = self.q(A)
-        e = gamma(self.r + 4) * (self.to_items(np.einsum("brm,br->bm", self.absRt, np.abs(A)))
+        e = gamma(self.r + 4) * (self.to_items(_rows_times(np.abs(A), self.absRt))
                                  + self.babs)
         t = np.abs(q) + e
         return (t * t) / (2.0 * self.lam) * (1.0 + 8 * U)
@@ -209,7 +207,7 @@ class Minorant:
         M = RD @ self.Rt.transpose(0, 2, 1)
         idx = np.arange(self.r)
         M[:, idx, idx] += 1.0
-        rhs = self.Y + np.einsum("brm,bm->br", RD, self.bpad)
+        rhs = self.Y + _times_cols(RD, self.bpad)
         return M, rhs
 
     def direction_system(self, d: np.ndarray):
@@ -222,7 +220,7 @@ class Minorant:
             return (RD @ Rs.T)[None], (RD @ self.bvec[nz])[None]
         D = self.to_pad(d / self.lam)
         RD = self.Rt * D[:, None, :]
-        return RD @ self.Rt.transpose(0, 2, 1), np.einsum("brm,bm->br", RD, self.bpad)
+        return RD @ self.Rt.transpose(0, 2, 1), _times_cols(RD, self.bpad)
 
     @staticmethod
     def solve_alpha(M: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -234,7 +232,18 @@ class Minorant:
 
     def alpha_of_weights(self, w: np.ndarray) -> np.ndarray:
         """α = y − R w (the residual of a primal point in the minorant's coordinates)."""
-        return self.Y - np.einsum("brm,bm->br", self.Rt, self.to_pad(w))
+        return self.Y - _times_cols(self.Rt, self.to_pad(w))
+
+
+def _rows_times(A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """(B × r) · (B × r × m) → B × m, batched αᵀR_b (BLAS; einsum does not use it here).
+    The error bounds hold for any order of summation."""
+    return np.matmul(A[:, None, :], T)[:, 0, :]
+
+
+def _times_cols(T: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """(B × r × m) · (B × m) → B × r, batched R_b w_b."""
+    return np.matmul(T, W[:, :, None])[:, :, 0]
 
 
 def _shifted_factor(Xb: np.ndarray, shift: str):
@@ -306,100 +315,9 @@ class Certificate:
     v: np.ndarray  # certified upper bounds of v_i(α)
     select: np.ndarray  # bool[p]: an integral maximiser (approx.) of Σ v over the node
     value: float  # C + g(α) − Σ_I v − bracket, without margins (for the FW gap)
-    lp: np.ndarray  # float64[p]: an LP maximiser of Σ z v over the node (Frank–Wolfe's vertex)
-
-
-def _top(r: np.ndarray, c: np.ndarray, K: int, cheap: bool = True):
-    """For reduced values r: μ* = max(r_(K+1), 0) (the best NNZ multiplier) and a top-K set of
-    positive r; ties at μ* are filled cheapest first (``cheap``: the set seen just to the right
-    of the FLOP multiplier) or dearest first (just to the left)."""
-    size = r.size
-    if K >= size:
-        mu = 0.0
-    else:
-        mu = max(float(np.partition(r, size - K - 1)[size - K - 1]), 0.0)
-    sel = r > mu
-    room = K - int(np.count_nonzero(sel))
-    if room > 0 and mu > 0.0:
-        tied = np.flatnonzero(r == mu)
-        if tied.size:
-            key = c[tied] if cheap else -c[tied]
-            sel[tied[np.argsort(key, kind="stable")[:room]]] = True
-    return mu, sel
-
-
-def lp_dual(v: np.ndarray, c: np.ndarray, K: int, F: float, max_iter: int = 100):
-    """The exact LP dual of max Σ z v s.t. Σ z ≤ K, Σ c z ≤ F, 0 ≤ z ≤ 1 (v ≥ 0, c > 0).
-
-    h(ν) = νF + (sum of the K largest positive v_i − νc_i) is convex piecewise linear in the
-    FLOP multiplier ν with right derivative F − c(top set); it is minimised by Kelley's
-    cutting planes in one dimension inside a bracket [lo, hi] with h'(lo) < 0 ≤ h'(hi) (the
-    tangent lines meet at the model's minimiser; when h there equals the model, that point is
-    optimal — finite for a piecewise-linear h), bisection as a safeguard. Returns
-    (μ, ν, sel_right, sel_left, θ): the multipliers, the top sets just right and left of ν and
-    the weight θ of sel_left in the LP maximiser θ·sel_left + (1 − θ)·sel_right.
-    """
-    def at(nu):
-        r = v - nu * c
-        mu, sel = _top(r, c, K)
-        val = nu * F + mu * K + float(np.sum(np.maximum(r - mu, 0.0)))
-        return val, mu, sel, F - float(np.sum(c[sel]))
-
-    def finish(nu, state):
-        # the Lagrangian-optimal sets at (μ, ν): reduced value above 0 is in, below is out,
-        # (numerically) zero is free; the free items are filled cheapest first (a set that
-        # meets F) and dearest first (one that meets K), and mixed to meet F exactly
-        mu = state[1]
-        r = v - nu * c - mu
-        tol = 1e-12 * (float(v.max(initial=0.0)) + nu * float(c.max(initial=0.0)) + mu)
-        inn = r > tol
-        tie = np.flatnonzero((np.abs(r) <= tol) & (v > 0))
-        k_room = K - int(np.count_nonzero(inn))
-        f_room = F - float(np.sum(c[inn]))
-        sel_r, sel_l = inn.copy(), inn.copy()
-        if tie.size and k_room > 0:
-            cheap = tie[np.argsort(c[tie], kind="stable")]
-            fits = np.cumsum(c[cheap]) <= f_room
-            k_c = min(k_room, int(np.count_nonzero(fits)))
-            sel_r[cheap[:k_c]] = True
-            sel_l[cheap[::-1][:min(k_room, tie.size)]] = True
-        f_r, f_l = float(np.sum(c[sel_r])), float(np.sum(c[sel_l]))
-        theta = (F - f_r) / (f_l - f_r) if f_l > F >= f_r else 0.0
-        return mu, nu, sel_r, sel_l, theta
-
-    s0 = at(0.0)
-    if s0[3] >= 0.0:
-        return finish(0.0, s0)
-    lo, st_lo = 0.0, s0
-    hi = float(np.max(v / c)) * (1.0 + 4 * U) + 1e-300
-    st_hi = at(hi)
-    while st_hi[3] < 0.0:  # rounding: move on until nothing is kept
-        hi = 2.0 * hi
-        st_hi = at(hi)
-    best = (st_lo, lo) if st_lo[0] <= st_hi[0] else (st_hi, hi)
-    for _ in range(max_iter):
-        if st_hi[3] == 0.0:
-            best = (st_hi, hi) if st_hi[0] <= best[0][0] else best
-            break
-        # tangent at lo (slope st_lo[3] < 0) meets the tangent at hi (slope st_hi[3] > 0)
-        x = ((st_hi[0] - st_hi[3] * hi) - (st_lo[0] - st_lo[3] * lo)) / (st_lo[3] - st_hi[3])
-        if not lo < x < hi:
-            x = 0.5 * (lo + hi)
-            if not lo < x < hi:
-                break
-        st = at(x)
-        if st[0] < best[0][0]:
-            best = (st, x)
-        model = st_lo[0] + st_lo[3] * (x - lo)
-        if st[0] <= model + 1e-15 * (abs(model) + abs(st[0])):
-            best = (st, x)
-            break
-        if st[3] >= 0.0:
-            hi, st_hi = x, st
-        else:
-            lo, st_lo = x, st
-    st, nu = best
-    return finish(nu, st)
+    lp: np.ndarray  # float64[p]: an LP maximiser of Σ z v over the node
+    lb_lp: float  # certified LB_node with the LP bracket (≤ lb; the base of fixing gains)
+    hull: np.ndarray  # float64[p]: an integral maximiser (``integer``) or the LP point
 
 
 def _fill(v: np.ndarray, c: np.ndarray, sel: np.ndarray, K: int, F: float) -> np.ndarray:
@@ -427,9 +345,18 @@ def _fill(v: np.ndarray, c: np.ndarray, sel: np.ndarray, K: int, F: float) -> np
     return sel
 
 
-def certify(model: Minorant, node: Node, A: np.ndarray) -> Certificate:
-    """LB_node(α, μ*, ν*) with (μ*, ν*) the exact LP dual of the node's knapsack on the
-    certified v (see the module docstring)."""
+def _bound(model: Minorant, g_lo: float, s_in_up: float, bracket_up: float):
+    """(certified LB, value without margins) for a certified upper bracket."""
+    value = model.C_lo + g_lo - s_in_up - bracket_up
+    lb = value - gamma(6) * (abs(model.C_lo) + abs(g_lo) + s_in_up + bracket_up)
+    return lb, value
+
+
+def certify(model: Minorant, node: Node, A: np.ndarray, integer: bool = True) -> Certificate:
+    """LB_node(α) with the node's knapsack bracket on the certified v: the LP dual (μ*, ν*)
+    always (``lb_lp``, which the reduced-cost fixing needs), and with ``integer`` the exact
+    integer maximum in count space (:mod:`~pruneopt.solvers.fast.joint_qp.count_knapsack`),
+    which is never looser; ``lb`` is the better of the two (see the module docstring)."""
     v = model.v_upper(A)
     fix = node.fix
     ins = fix == 1
@@ -437,17 +364,17 @@ def certify(model: Minorant, node: Node, A: np.ndarray) -> Certificate:
     lp = ins.astype(np.float64)
     if node.empty:
         return Certificate(lb=math.inf, A=A, mu=0.0, nu=0.0, v=v, select=select,
-                           value=math.inf, lp=lp)
+                           value=math.inf, lp=lp, lb_lp=math.inf, hull=lp)
     n_in = int(np.count_nonzero(ins))
     s_in_up = float(np.sum(v[ins])) * (1.0 + gamma(n_in + 1))
     mu = nu = 0.0
-    bracket_up = 0.0
+    bracket_up = int_up = 0.0
+    hull = lp.copy()
     idx = np.flatnonzero(fix == 0)
     if idx.size and node.K > 0:
         vf, cf = v[idx], model.cost[idx]
         mu, nu, sel_hi, sel_lo, theta = lp_dual(vf, cf, node.K, node.F)
         lp[idx] = theta * sel_lo + (1.0 - theta) * sel_hi
-        select[idx[_fill(vf, cf, sel_hi, node.K, node.F)]] = True
         t = mu + nu * cf
         pos = vf - t
         near = pos > -1e-12 * (vf + t)
@@ -456,10 +383,20 @@ def certify(model: Minorant, node: Node, A: np.ndarray) -> Certificate:
         err = (gamma(3) * (float(np.sum(vf[near] + t[near])) + const)
                + gamma(idx.size + 2) * (S + const))
         bracket_up = (const + S + err) * (1.0 + 4 * U)
+        int_up = bracket_up
+        if integer:
+            ck = integer_max(vf, model.cls[idx], model.class_cost, node.K, node.F)
+            int_up = min(bracket_up, ck.upper * (1.0 + 4 * U))
+            select[idx[ck.select]] = True
+            hull[idx[ck.select]] = 1.0
+        else:
+            select[idx[_fill(vf, cf, sel_hi, node.K, node.F)]] = True
+            hull = lp
     g_lo = model.g_lower(A)
-    value = model.C_lo + g_lo - s_in_up - bracket_up
-    lb = value - gamma(6) * (abs(model.C_lo) + abs(g_lo) + s_in_up + bracket_up)
-    return Certificate(lb=lb, A=A, mu=mu, nu=nu, v=v, select=select, value=value, lp=lp)
+    lb_lp, _ = _bound(model, g_lo, s_in_up, bracket_up)
+    lb, value = _bound(model, g_lo, s_in_up, int_up)
+    return Certificate(lb=lb, A=A, mu=mu, nu=nu, v=v, select=select, value=value, lp=lp,
+                       lb_lp=lb_lp, hull=hull)
 
 
 def fixing_gains(model: Minorant, node: Node, cert: Certificate) -> np.ndarray:
@@ -468,7 +405,7 @@ def fixing_gains(model: Minorant, node: Node, cert: Certificate) -> np.ndarray:
     rounding of the two subtractions taken off."""
     v = cert.v
     t = cert.mu + cert.nu * model.cost
-    gain = np.abs(v - t) - gamma(6) * (v + t + abs(cert.lb))
+    gain = np.abs(v - t) - gamma(6) * (v + t + abs(cert.lb_lp))
     gain[node.fix != 0] = 0.0
     return np.maximum(gain, 0.0)
 
@@ -487,7 +424,7 @@ class FWResult:
 
 def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = math.inf,
                 max_iter: int = 30, rel_tol: float = 1e-12, deadline: float | None = None,
-                line_steps: int = 6) -> FWResult:
+                line_steps: int = 6, integer: bool = True) -> FWResult:
     """Minimise the perspective relaxation φ over the node's polytope from z0 (see the module
     docstring); every iterate's α is certified and the best certificate is returned.
 
@@ -501,6 +438,26 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
     M, rhs = model.system(z)
     A = model.solve_alpha(M, rhs)
     solves = 1
+    # a parent's point with the branched item set to 0 or 1 can break the node's budgets; then
+    # φ(z) is no upper estimate and the gap test would stop at once: mix z with a vertex until
+    # it fits (the largest share of z that does)
+    free = node.fix == 0
+    if not node.empty and free.any():
+        over_k = float(np.sum(z[free])) - node.K
+        over_f = float(np.dot(model.cost[free], z[free])) - node.F
+        if over_k > 1e-9 * max(node.K, 1) or over_f > 1e-9 * max(abs(node.F), 1.0):
+            h = certify(model, node, A, integer).hull
+            theta = 1.0
+            for over, used in ((over_k, float(np.sum(h[free])) - node.K),
+                               (over_f, float(np.dot(model.cost[free], h[free])) - node.F)):
+                if over > 0.0:
+                    # z − share·(z − h) meets the row: share ≥ over / (over − used), used ≤ 0
+                    theta = min(theta, 1.0 - over / (over - min(used, 0.0)))
+            theta = max(theta, 0.0)
+            z = theta * z + (1.0 - theta) * h
+            M, rhs = model.system(z)
+            A = model.solve_alpha(M, rhs)
+            solves += 1
     best = None
     selects = []
     phi = math.inf
@@ -508,7 +465,7 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
     gaps: list[float] = []
     it = 0
     for it in range(1, max_iter + 1):
-        cert = certify(model, node, A)
+        cert = certify(model, node, A, integer)
         if best is None or cert.lb > best.lb:
             best = cert
         selects.append(cert.select)
@@ -518,17 +475,20 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
             stopped = "cutoff"
             break
         gap = phi - best.lb
-        gaps.append(gap)
-        if gap <= rel_tol * max(abs(phi), 1e-300):
-            stopped = "converged"
-            break
-        if len(gaps) > 6 and gap > 0.97 * gaps[-7]:
-            stopped = "stalled"
-            break
+        # a negative gap: z lies outside the node's integral hull (a warm start), so φ(z) says
+        # nothing yet; the first full step lands on a vertex
+        if gap >= 0.0:
+            gaps.append(gap)
+            if gap <= rel_tol * max(abs(phi), 1e-300):
+                stopped = "converged"
+                break
+            if len(gaps) > 6 and gap > 0.97 * gaps[-7]:
+                stopped = "stalled"
+                break
         if deadline is not None and time.perf_counter() > deadline:
             stopped = "deadline"
             break
-        d = cert.lp - z
+        d = cert.hull - z
         slope0 = -float(np.dot(d, v))
         if not slope0 < 0.0:
             stopped = "stationary"

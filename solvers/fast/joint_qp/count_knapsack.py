@@ -1,0 +1,212 @@
+"""The integer two-row knapsack of the joint MIQP's dual bound, solved in count space.
+
+For a fixed dual point α the bound of :mod:`~pruneopt.solvers.fast.joint_qp.dual_bound` needs
+
+    V* = max { Σ_{i∈S} v_i :  |S| ≤ K,  Σ_{i∈S} c_i ≤ F,  S ⊆ free items }      (v ≥ 0, c > 0).
+
+The LP relaxation of this knapsack (the bracket μK + νF + Σ(v − μ − νc)_+) is what the plain
+Fenchel bound subtracts; its integrality gap — a fraction of one weight traded for a cheaper
+one to fill the FLOP budget exactly — is, once a few high-leverage weights are fixed, the larger
+part of the root gap on the digits CNN (measured: 1.4e-3 relative with the LP, 2e-5 with V*).
+
+**Count space.** Both rows depend only on how many items are kept per cost class g (cost c_g),
+and within a class the best k items are the k largest v. With s_g the class's values sorted
+decreasingly and P_g(k) = Σ_{j<k} s_g[j] (concave, non-decreasing),
+
+    V* = max { Σ_g P_g(k_g) :  Σ_g k_g ≤ K,  Σ_g c_g k_g ≤ F,  0 ≤ k_g ≤ n_g integer }.
+
+**Branch and bound on class counts.** A box lo ≤ k ≤ hi has the LP bound of the item knapsack
+over the items of rank lo_g ≤ j < hi_g (the first lo_g of each class forced in), evaluated at
+the exact LP dual multipliers of :func:`~pruneopt.solvers.fast.joint_qp.dual_bound.lp_dual`;
+the dual value at any (μ, ν) ≥ 0 bounds the box, so the bound is valid even if the multipliers
+are not optimal. The LP point has class counts k_g = lo_g + θ|L ∩ g| + (1 − θ)|R ∩ g|; a box
+whose counts are integral is solved; otherwise the class with the most fractional count is
+split (k_g ≤ ⌊k_g⌋ | k_g ≥ ⌈k_g⌉). Best first; the integral selections met on the way are
+the incumbents. At ``max_boxes`` the search stops and returns the largest bound still open,
+which lies between V* and the LP bound: never below V*.
+
+**Rounding.** Every bound is an expression with non-negative terms and the subtractions of the
+reduced values; each box's value is raised by γ_k times the sum of the absolute values of its
+terms (|fl(Σ) − Σ| ≤ γ_k Σ|terms|, and a reduced value computed just below zero is at most its
+own rounding above it), the budget left F − Σ c_g lo_g is rounded up, and the returned upper
+bound is max(incumbent·(1 + γ), largest open bound) plus the largest margin of any box, so it is
+a rigorous upper bound of V* in exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from pruneopt.solvers.fast.joint_qp.knapsack_lp import gamma, lp_dual
+
+MAX_BOXES = 64
+
+
+@dataclass
+class CountKnapsack:
+    """The answer for one v: ``upper`` ≥ V* (certified), ``select`` a feasible integral set
+    (bool over the items given) with value ``value`` (computed), ``exact`` when the search
+    closed (``upper`` is V* up to the rounding margins), ``boxes`` the LPs solved, and the LP
+    relaxation's own certified bound ``lp_upper`` with its multipliers and LP point."""
+
+    upper: float
+    select: np.ndarray
+    value: float
+    exact: bool
+    boxes: int
+    lp_upper: float
+    mu: float
+    nu: float
+    lp_point: np.ndarray
+
+
+def _ranks(starts: np.ndarray) -> np.ndarray:
+    """The rank of each sorted item inside its class."""
+    m = int(starts[-1])
+    return np.arange(m) - np.repeat(starts[:-1], np.diff(starts))
+
+
+def _box_lp(s, c, cls_sorted, starts, class_cost, lo, hi, K, F):
+    """LP bound of a box (see the module docstring): (upper, margin, counts, items_r, items_l,
+    θ, μ, ν) with counts the LP point's class counts (float), ``items_*`` the sorted-order
+    indices of the two integral sets whose mix θ·L + (1 − θ)·R is the LP point."""
+    D = lo.size
+    forced_k = int(lo.sum())
+    Kb = K - forced_k
+    # the forced part: the first lo_g of each class (a plain sum: no cancellation)
+    forced_val = float(np.sum(s[_ranks(starts) < lo[cls_sorted]]))
+    forced_cost = float(np.dot(class_cost, lo))
+    Fb = F - forced_cost
+    Fb += gamma(D + 2) * (abs(F) + forced_cost)  # rounded up: a larger F only loosens
+    if Kb < 0 or Fb < 0:
+        return None
+    # the box's free items: ranks lo_g .. hi_g − 1 of each class
+    rank = _ranks(starts)
+    inbox = (rank >= lo[cls_sorted]) & (rank < hi[cls_sorted])
+    idx = np.flatnonzero(inbox)
+    counts = lo.astype(np.float64)
+    if idx.size == 0 or Kb == 0:
+        upper = forced_val
+        margin = gamma(s.size + 2) * forced_val
+        empty = np.zeros(0, dtype=np.int64)
+        return upper, margin, counts, empty, empty, 0.0, 0.0, 0.0
+    vf, cf = s[idx], c[idx]
+    mu, nu, sel_r, sel_l, theta = lp_dual(vf, cf, Kb, Fb)
+    t = mu + nu * cf
+    pos = vf - t
+    near = pos > -1e-12 * (vf + t)
+    S = float(np.sum(np.maximum(pos, 0.0)))
+    const = mu * Kb + nu * Fb
+    upper = forced_val + const + S
+    margin = (gamma(3) * (float(np.sum(vf[near] + t[near])) + const)
+              + gamma(s.size + 4) * (upper + const))
+    cb = cls_sorted[idx]
+    counts = counts + theta * np.bincount(cb[sel_l], minlength=D) \
+        + (1.0 - theta) * np.bincount(cb[sel_r], minlength=D)
+    return upper, margin, counts, idx[sel_r], idx[sel_l], theta, mu, nu
+
+
+def integer_max(v: np.ndarray, cls: np.ndarray, class_cost: np.ndarray, K: int, F: float,
+                max_boxes: int = MAX_BOXES) -> CountKnapsack:
+    """V* of the module docstring for the items ``v`` (≥ 0) of classes ``cls`` (indices into
+    ``class_cost``, > 0), budgets K (items) and F (cost)."""
+    v = np.asarray(v, dtype=np.float64)
+    m = v.size
+    D = int(class_cost.size)
+    empty_sel = np.zeros(m, dtype=bool)
+    if m == 0 or K <= 0 or F < 0:
+        return CountKnapsack(upper=0.0, select=empty_sel, value=0.0, exact=True, boxes=0,
+                             lp_upper=0.0, mu=0.0, nu=0.0, lp_point=np.zeros(m))
+    order = np.lexsort((-v, cls))  # by class, largest v first
+    s = v[order]
+    cls_sorted = cls[order]
+    c = class_cost[cls_sorted]
+    sizes = np.bincount(cls_sorted, minlength=D)
+    starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    # P_g(k) per class, each from its own zero: a prefix running over all classes would lose
+    # a small class behind a large one (fl(P + tiny) − P = 0)
+    seg = starts[:-1] + np.arange(D)  # P_g(0) sits at seg[g]
+    pre = np.zeros(m + D)
+    for g in range(D):  # loops over classes only
+        np.cumsum(s[starts[g]:starts[g + 1]], out=pre[seg[g] + 1:seg[g] + 1 + sizes[g]])
+    # an item that alone exceeds the budget never fits: cap the class sizes
+    fit = np.minimum(sizes, np.where(class_cost <= F * (1 + gamma(4)), sizes, 0))
+    lo0 = np.zeros(D, dtype=np.int64)
+    hi0 = np.minimum(fit, K).astype(np.int64)
+
+    best_val, best_k = -1.0, None
+    max_margin = 0.0
+    root = _box_lp(s, c, cls_sorted, starts, class_cost, lo0, hi0, K, F)
+    boxes = 1
+    up0, mg0, cnt0, ir0, il0, th0, mu0, nu0 = root
+    lp_upper = up0 + mg0
+    lp_point_sorted = np.zeros(m)
+    lp_point_sorted[il0] += th0
+    lp_point_sorted[ir0] += 1.0 - th0
+    heap = [(-up0, 0, lo0, hi0, root)]
+    counter = 0
+    open_upper = None
+    tiny = 1e-9
+
+    def offer(k):
+        nonlocal best_val, best_k
+        k = np.minimum(k, hi0)
+        if int(k.sum()) > K or float(np.dot(class_cost, k)) > F:
+            return
+        val = float(np.sum(pre[seg + k]))
+        if val > best_val:
+            best_val, best_k = val, k.copy()
+
+    while heap:
+        neg, _, lo, hi, res = heapq.heappop(heap)
+        up, mg, counts, ir, il, theta = res[:6]
+        max_margin = max(max_margin, mg)
+        if up <= best_val:
+            continue
+        # the two integral ends of the LP point are candidates (each meets one row exactly)
+        for items in (ir, il):
+            k = lo.copy()
+            if items.size:
+                k = k + np.bincount(cls_sorted[items], minlength=D)
+            offer(k)
+        frac = np.abs(counts - np.round(counts))
+        if frac.max() <= tiny:
+            offer(np.round(counts).astype(np.int64))
+            continue
+        if boxes >= max_boxes:
+            heapq.heappush(heap, (neg, -1, lo, hi, res))
+            open_upper = max(-h[0] for h in heap)
+            break
+        g = int(np.argmax(frac))
+        fl = int(np.floor(counts[g]))
+        for side in (0, 1):
+            lo2, hi2 = lo.copy(), hi.copy()
+            if side == 0:
+                hi2[g] = fl
+            else:
+                lo2[g] = fl + 1
+            if lo2[g] > hi2[g]:
+                continue
+            child = _box_lp(s, c, cls_sorted, starts, class_cost, lo2, hi2, K, F)
+            boxes += 1
+            if child is None:
+                continue
+            max_margin = max(max_margin, child[1])
+            if child[0] <= best_val:
+                continue
+            counter += 1
+            heapq.heappush(heap, (-child[0], counter, lo2, hi2, child))
+    exact = open_upper is None
+    inc = max(best_val, 0.0) * (1.0 + gamma(m + D + 2))
+    upper = max(inc, open_upper if open_upper is not None else 0.0) + max_margin
+    upper = min(upper, lp_upper)  # the LP bound is valid too
+    select = np.zeros(m, dtype=bool)
+    if best_k is not None:
+        select[order[_ranks(starts) < best_k[cls_sorted]]] = True
+    lp_point = np.zeros(m)
+    lp_point[order] = lp_point_sorted
+    return CountKnapsack(upper=upper, select=select, value=max(best_val, 0.0), exact=exact,
+                         boxes=boxes, lp_upper=lp_upper, mu=mu0, nu=nu0, lp_point=lp_point)
