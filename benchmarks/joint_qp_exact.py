@@ -86,6 +86,8 @@ def main(argv=None) -> None:
                     help="time limit per size (same order as --sizes)")
     ap.add_argument("--keep", type=float, nargs=2, default=[0.4, 0.35],
                     metavar=("NNZ", "FLOPS"))
+    ap.add_argument("--whole-limit", type=float, default=600.0,
+                    help="time limit for the whole network at each n (0: skip it)")
     ap.add_argument("--mlp-block", type=int, default=128)
     ap.add_argument("--mlp-limit", type=float, default=300.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -97,16 +99,23 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     if args.quick:
         args.sizes, args.limits, args.calibration = [300], [20.0], [16, 64]
-        args.mlp_limit = 20.0
+        args.mlp_limit, args.whole_limit = 20.0, 0.0
     keep_nnz, keep_flops = args.keep
     rows = []
     for model in ([] if args.table_only else args.models):
         for n in args.calibration:
-            for p, limit in zip(args.sizes, args.limits):
-                total = 6464 if model == "digits-mlp" else 14288
+            total = 6464 if model == "digits-mlp" else 14288
+            sizes = list(zip(args.sizes, args.limits))
+            if args.whole_limit > 0:
+                sizes.append((total, args.whole_limit))
+            seen = set()
+            for p, limit in sizes:
+                items = None if p >= total else p
+                if items in seen:  # the whole network once
+                    continue
+                seen.add(items)
                 spec = {"model": model, "calibration": n, "keep_nnz": keep_nnz,
-                        "keep_flops": keep_flops, "seed": args.seed,
-                        "items": None if p >= total else p}
+                        "keep_flops": keep_flops, "seed": args.seed, "items": items}
                 rows.append(run_instance(spec, limit))
     largest = {}
     for r in rows:

@@ -14,14 +14,15 @@ The returned bound is the minimum of UB and of the LBs of every closed and every
 which is a valid lower bound of the optimum at any moment (so also at a time limit).
 
 **Reduced-cost fixing.** At a node with certificate (α, μ, ν), forcing a free item i to the
-other side raises the bound by at least |v_i − t_i| (t_i = μ + νc_i, see
-:func:`~pruneopt.solvers.fast.joint_qp.dual_bound.fixing_gains`); when LB_node + |v_i − t_i| ≥ UB − tol
-no better support has i on the other side and i is fixed where the dual puts it (v_i > t_i:
-in, else out). An item that no longer fits the node's budgets is fixed out.
+other side raises the LP bound by at least |v_i − t_i| (t_i = μ + νc_i, see
+:func:`~pruneopt.solvers.fast.joint_qp.dual_bound.fixing_gains`); when LB_lp + |v_i − t_i| ≥
+UB − tol no better support has i on the other side and i is fixed where the dual puts it
+(v_i > t_i: in, else out). An item that no longer fits the node's budgets is fixed out.
 
-**Node bounds** come from Frank–Wolfe on the perspective relaxation started at the parent's
-point z (the root starts at the incumbent's support, where α is the backsolve's residual),
-with the cut-off UB − tol: a node stops as soon as its bound prunes it.
+**Node bounds** come from Frank–Wolfe on the perspective relaxation over the hull of the
+node's integral supports (the knapsack subtracted exactly, in count space) started at the
+parent's point z (the root starts at the incumbent's support, where α is the backsolve's
+residual), with the cut-off UB − tol: a node stops as soon as its bound prunes it.
 
 **Incumbents.** The best of: the backsolve on magnitude pruning (the joint ILP on w̄²),
 FALCON (``solvers/fast/falcon_qp.py``), and a start passed by the caller; then the integral
@@ -30,9 +31,12 @@ knapsack selections met by Frank–Wolfe (root and every node) and an exchange-m
 raises the restricted optimum) and evaluated by the exact backsolve
 (:func:`~pruneopt.solvers.fast.joint_qp.backsolve.restricted_ridge`).
 
-**Branching** on the free item whose z is most fractional (ties: the largest v), or, when z is
-integral on the free items, on the item whose v is closest to its threshold t; best-first on
-the parent's bound, deeper nodes first among equal keys. Items are not branched on by class
+**Branching** on the fractional free item with the largest fractionality × leverage
+min(z_i, 1 − z_i)·‖r_i‖²/λ_i (a half-kept column of high leverage absorbs nearly as much of
+the residual as a kept one: that is where the relaxation is loose — on the digits CNN the
+first-layer weights; measured p = 1,000, n = 16: 13 nodes against 113 for the most fractional
+item), or, when z is integral on the free items, on the item whose v is closest to its
+threshold t; best-first on the parent's bound, deeper nodes first among equal keys. Items are not branched on by class
 counts (the count structure enters through the knapsack dual, which works per cost class).
 
 **Time limit.** The clock is checked between Frank–Wolfe iterations (each a few small solves),
