@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from pruneopt.formulations.joint_qp.problem import JointQuadraticProblem
 from pruneopt.solvers.fast.joint_qp.backsolve import restricted_ridge
-from pruneopt.solvers.fast.joint_qp.dual_bound import Minorant, Node, certify, frank_wolfe, lp_dual
+from pruneopt.solvers.fast.joint_qp.dual_bound import Minorant, Node, certify, frank_wolfe
+from pruneopt.solvers.fast.joint_qp.knapsack_lp import lp_dual
 from pruneopt.solvers.registry import solve
 
 REL = 1e-9

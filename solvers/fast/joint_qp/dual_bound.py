@@ -561,10 +561,9 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
                 Ab = slope(gm)[1]
                 solves += 1
         z = z + gm * d
-        A = A.copy()
+        A = A.copy()  # the certificates hold the previous α
         A[blocks] = Ab
-        M, rhs = M.copy(), rhs.copy()
-        M[blocks] += gm * dM
+        M[blocks] += gm * dM  # M and rhs belong to this loop: updated in place
         rhs[blocks] += gm * dr
     return FWResult(best=best, z=z, phi=phi, iterations=it, solves=solves, stopped=stopped,
                     selects=selects)
