@@ -52,13 +52,18 @@ def knapsacks(draw):
     return v, cls, class_cost, K, F
 
 
+def solved(data, **options):
+    """(item costs, the brute-force maximum, integer_max's answer) of a drawn knapsack."""
+    v, cls, class_cost, K, F = data
+    cost = class_cost[cls] if v.size else np.zeros(0)
+    return cost, brute_force(v, cost, K, F), integer_max(v, cls, class_cost, K, F, **options)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(knapsacks())
 def test_integer_max_equals_brute_force(data):
-    v, cls, class_cost, K, F = data
-    cost = class_cost[cls] if v.size else np.zeros(0)
-    best = brute_force(v, cost, K, F)
-    r = integer_max(v, cls, class_cost, K, F)
+    v, K, F = data[0], data[3], data[4]
+    cost, best, r = solved(data)
     scale = max(best, float(v.sum()), 1e-300)
     assert r.upper >= best
     assert r.exact
@@ -72,10 +77,8 @@ def test_integer_max_equals_brute_force(data):
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(knapsacks())
 def test_a_stopped_search_still_bounds_from_above(data):
-    v, cls, class_cost, K, F = data
-    cost = class_cost[cls] if v.size else np.zeros(0)
-    best = brute_force(v, cost, K, F)
-    r = integer_max(v, cls, class_cost, K, F, max_boxes=1)
+    K, F = data[3], data[4]
+    cost, best, r = solved(data, max_boxes=1)
     assert best <= r.upper <= r.lp_upper
     assert r.select.sum() <= K and cost[r.select].sum() <= F
 

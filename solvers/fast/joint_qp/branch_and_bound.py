@@ -64,6 +64,9 @@ from pruneopt.solvers.fast.joint_qp.dual_bound import (
 DEFAULT_REL_GAP = 5e-10
 ROOT_FW = 300
 NODE_FW = 15
+# a node's Frank–Wolfe steps need only a rough line search: measured on the whole
+# block-diagonal MLP, 2 regula falsi steps prove in 63 s, 6 (the root's) in 87 s
+NODE_LINE_STEPS = 2
 
 
 class _Incumbent:
@@ -256,7 +259,7 @@ def solve_bnb(problem, *, blas_threads: int | None = 1, **kwargs) -> dict:
 def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEFAULT_REL_GAP,
                shift: str = "scaled", start=None, use_falcon: bool = True,
                max_nodes: int | None = None, root_fw: int = ROOT_FW,
-               node_fw: int = NODE_FW) -> dict:
+               node_fw: int = NODE_FW, node_line_steps: int = NODE_LINE_STEPS) -> dict:
     from pruneopt.solvers.deadline import Clock
 
     t0 = time.perf_counter()
@@ -389,7 +392,7 @@ def _solve_bnb(problem, *, time_limit: float | None = None, rel_gap: float = DEF
         if node.empty:
             continue  # no support: contributes nothing to the bound
         res = frank_wolfe(model, node, zc.astype(np.float64), cutoff=cutoff, max_iter=node_fw,
-                          deadline=deadline)
+                          deadline=deadline, line_steps=node_line_steps)
         info["fw_iterations"] += res.iterations
         info["fw_solves"] += res.solves
         cert = res.best
