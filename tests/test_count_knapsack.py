@@ -5,7 +5,8 @@ against brute force over every subset, and its place in the joint MIQP's dual bo
   the budget, zero budgets): the certified ``upper`` is never below the true maximum, equals it
   (to rounding) when the search closes, and the returned selection is feasible with the value
   it claims;
-* a stopped search (``max_boxes``) still returns an upper bound between V* and the LP bound;
+* a stopped search (``max_boxes``) still returns an upper bound between V* and the LP bound,
+  and the default tolerance (1e-3 of the LP's excess over the incumbent) stays within it;
 * a hand-computed instance where the LP bound and the integer maximum differ;
 * ``certify``'s integer bound is never looser than its LP bound and never above the optimum of
   the node (brute force).
@@ -63,10 +64,10 @@ def solved(data, **options):
 @given(knapsacks())
 def test_integer_max_equals_brute_force(data):
     v, K, F = data[0], data[3], data[4]
-    cost, best, r = solved(data)
+    cost, best, r = solved(data, max_boxes=10**6, rel_tol=0.0)
     scale = max(best, float(v.sum()), 1e-300)
     assert r.upper >= best
-    assert r.exact
+    assert r.closed
     assert r.upper <= best + 1e-12 * scale
     assert r.select.sum() <= K and cost[r.select].sum() <= F
     assert r.value == pytest.approx(float(v[r.select].sum()), rel=1e-12, abs=1e-300)
@@ -89,8 +90,8 @@ def test_hand_computed_gap_between_lp_and_integer():
     v = np.array([5.0, 2.0])
     cls = np.array([0, 1])
     class_cost = np.array([3.0, 1.0])
-    r = integer_max(v, cls, class_cost, 2, 3.0)
-    assert r.exact
+    r = integer_max(v, cls, class_cost, 2, 3.0, rel_tol=0.0)
+    assert r.closed
     assert r.upper == pytest.approx(5.0, rel=1e-14)
     assert r.lp_upper == pytest.approx(16.0 / 3.0, rel=1e-14)
     assert r.select.tolist() == [True, False]
@@ -117,10 +118,17 @@ def test_large_random_instance_against_a_mip():
                    integrality=np.ones(m), bounds=Bounds(0, 1),
                    options={"mip_rel_gap": 0.0, "presolve": True})
         assert res.status == 0
-        r = integer_max(v, cls, class_cost, K, F)
-        assert r.exact
-        assert r.upper == pytest.approx(-res.fun, rel=1e-9)
-        assert r.value == pytest.approx(-res.fun, rel=1e-9)
+        opt = -res.fun
+        r = integer_max(v, cls, class_cost, K, F, max_boxes=10**6, rel_tol=0.0)
+        assert r.closed
+        assert r.upper == pytest.approx(opt, rel=1e-9)
+        assert r.value == pytest.approx(opt, rel=1e-9)
+        # the defaults (a small box budget, closing within 1e-3 of the LP's excess) stay
+        # between the optimum and the LP bound, and near the optimum when they close
+        d = integer_max(v, cls, class_cost, K, F)
+        assert d.value <= opt * (1 + 1e-12) and opt * (1 - 1e-12) <= d.upper <= d.lp_upper
+        if d.closed:
+            assert d.upper <= opt + 1e-3 * (d.lp_upper - d.value) + 1e-12 * opt
 
 
 def test_lp_dual_when_the_budget_left_is_a_rounding_error():

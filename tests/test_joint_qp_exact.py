@@ -362,3 +362,24 @@ def test_exact_proves_a_thousand_weights_of_the_digits_cnn():
         assert problem.is_feasible(other.x)
         assert res.bound <= problem.objective(other.x)
         assert res.objective <= problem.objective(other.x) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_with_many_cost_classes_equals_enumerate(seed):
+    """Above HULL_MAX_CLASSES cost classes Frank–Wolfe iterates on the LP bracket and certifies
+    the integer one once per node (``bracket = "end"``): the same proven optimum."""
+    rng = np.random.default_rng(100 + seed)
+    base = random_problem(rng, p=14, n=[3, 20][seed % 2], layers=7)
+    cost = rng.permutation([1.0, 3.0, 7.0, 16.0, 25.0, 64.0, 100.0])  # 7 distinct classes
+    sizes = np.diff(base.group_ptr)
+    problem = JointQuadraticProblem(
+        X=base.X, w_bar=base.w_bar, ridge=base.ridge, linear=base.linear,
+        group_ptr=base.group_ptr, flop_cost=cost, nnz_budget=int(0.45 * 14),
+        flop_budget=0.35 * float(sizes @ cost))
+    ref = solve(problem, "enumerate")
+    res = solve(problem, "exact", time_limit=120)
+    check_exact(problem, res)
+    assert res.info["classes"] > 4 and res.info["bracket"] == "end"
+    assert res.proven_optimal, res.message
+    assert rel_close(res.objective, ref.objective), (res.objective, ref.objective)
+    assert res.bound <= ref.objective + 1e-12 * abs(ref.objective)

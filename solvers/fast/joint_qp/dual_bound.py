@@ -47,7 +47,7 @@ integer bound).
 
 **Which α.** The best α is the dual of the perspective relaxation min_{z ∈ H} φ(z),
 φ(z) = C + max_α [g(α) − Σ_i z_i v_i(α)], H the convex hull of the node's integral supports
-(``integer``; the knapsack polytope P ⊇ H without it); φ is convex with ∂φ/∂z_i =
+(``bracket="hull"``; the knapsack polytope P ⊇ H otherwise); φ is convex with ∂φ/∂z_i =
 −v_i(α(z)), and α(z) is the residual of a ridge with per-item weights λ_i/z_i (one n × n —
 or r_b × r_b — solve per block). :func:`frank_wolfe` minimises φ by Frank–Wolfe: the linear
 step over H is V*'s maximiser (over P, the knapsack LP), the step length a bisection on φ'
@@ -451,13 +451,18 @@ class FWResult:
 
 def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = math.inf,
                 max_iter: int = 30, rel_tol: float = 1e-12, deadline: float | None = None,
-                line_steps: int = 6, integer: bool = True) -> FWResult:
+                line_steps: int = 6, bracket: str = "hull") -> FWResult:
     """Minimise the perspective relaxation φ over the node's polytope from z0 (see the module
     docstring); every iterate's α is certified and the best certificate is returned.
 
     Stops when the certified LB reaches ``cutoff`` (the node can be pruned), when the
     Frank–Wolfe gap φ − LB is below ``rel_tol``·|φ| (or stops shrinking), after ``max_iter``
     iterations, or at the deadline.
+
+    ``bracket``: ``"hull"`` subtracts the integer knapsack at every iterate and steps towards
+    its maximiser (the relaxation over the hull of the integral supports); ``"end"`` iterates
+    on the LP (cheaper with many cost classes) and certifies the integer bracket once, at the
+    best α; ``"lp"`` never uses it.
     """
     z = np.array(z0, dtype=np.float64)
     z[node.fix == 1] = 1.0
@@ -473,7 +478,7 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
         over_k = float(np.sum(z[free])) - node.K
         over_f = float(np.dot(model.cost[free], z[free])) - node.F
         if over_k > 1e-9 * max(node.K, 1) or over_f > 1e-9 * max(abs(node.F), 1.0):
-            h = certify(model, node, A, integer).hull
+            h = certify(model, node, A, bracket == "hull").hull
             theta = 1.0
             for over, used in ((over_k, float(np.sum(h[free])) - node.K),
                                (over_f, float(np.dot(model.cost[free], h[free])) - node.F)):
@@ -492,7 +497,7 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
     gaps: list[float] = []
     it = 0
     for it in range(1, max_iter + 1):
-        cert = certify(model, node, A, integer)
+        cert = certify(model, node, A, bracket == "hull")
         if best is None or cert.lb > best.lb:
             best = cert
         selects.append(cert.select)
@@ -565,5 +570,10 @@ def frank_wolfe(model: Minorant, node: Node, z0: np.ndarray, *, cutoff: float = 
         A[blocks] = Ab
         M[blocks] += gm * dM  # M and rhs belong to this loop: updated in place
         rhs[blocks] += gm * dr
+    if bracket == "end" and best is not None and best.lb < cutoff:
+        final = certify(model, node, best.A, True)
+        if final.lb > best.lb:
+            best = final
+            selects.append(final.select)
     return FWResult(best=best, z=z, phi=phi, iterations=it, solves=solves, stopped=stopped,
                     selects=selects)
