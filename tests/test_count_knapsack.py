@@ -95,7 +95,6 @@ def test_hand_computed_gap_between_lp_and_integer():
     assert r.upper == pytest.approx(5.0, rel=1e-14)
     assert r.lp_upper == pytest.approx(16.0 / 3.0, rel=1e-14)
     assert r.select.tolist() == [True, False]
-    np.testing.assert_allclose(r.lp_point, [2.0 / 3.0, 1.0], rtol=1e-12)
 
 
 def test_large_random_instance_against_a_mip():
@@ -172,6 +171,9 @@ def test_certify_integer_bound_is_tighter_and_valid():
             A = model.alpha_of(rng.random(11))
             cert = certify(model, node, A)
             assert cert.lb_lp <= cert.lb <= best + 1e-12 * abs(best)
-            assert certify(model, node, A, integer=False).lb == cert.lb_lp
+            # the LP-only certificate: its LP keeps the weights dearer than the whole budget
+            # (at a fraction), the count search's root LP leaves them out — never looser
+            lp_only = certify(model, node, A, integer=False).lb
+            assert lp_only <= cert.lb_lp + 1e-12 * abs(best)
             tighter += cert.lb > cert.lb_lp + 1e-12 * abs(best)
     assert tighter > 0  # the integer bracket must matter somewhere on these instances

@@ -17,7 +17,7 @@ decreasingly and P_g(k) = Σ_{j<k} s_g[j] (concave, non-decreasing),
 
 **Branch and bound on class counts.** A box lo ≤ k ≤ hi has the LP bound of the item knapsack
 over the items of rank lo_g ≤ j < hi_g (the first lo_g of each class forced in), evaluated at
-the exact LP dual multipliers of :func:`~pruneopt.solvers.fast.joint_qp.knapsack_lp.lp_dual`;
+the exact LP dual multipliers of :func:`~pruneopt.solvers.fast.joint_qp.knapsack_lp.lp_bracket`;
 the dual value at any (μ, ν) ≥ 0 bounds the box, so the bound is valid even if the multipliers
 are not optimal. The LP point has class counts k_g = lo_g + θ|L ∩ g| + (1 − θ)|R ∩ g|; a box
 whose counts are integral is solved; otherwise the class with the most fractional count is
@@ -26,9 +26,9 @@ LP point and its counts rounded down, each filled greedily. The bound is only ne
 between V* and the LP bound, so a box within ``rel_tol``·(LP bound − incumbent) of the
 incumbent is closed, and at ``max_boxes`` the search stops: the answer is the largest bound of
 any box still open or closed (and the incumbent), never below V*. Measured: on the digits CNN
-(3–4 classes) the exact search needed 6–8 boxes on average; on random instances with 20–40
-cost classes it rarely closed within 64, and the node throughput fell six-fold — hence the
-small default budget.
+(3–4 classes) the exact search needed 6–8 boxes on average; on random instances with 5–40
+cost classes it rarely closed within 64, which is why the branch and bound runs it once per
+node rather than at every Frank–Wolfe iterate there (``HULL_MAX_CLASSES``).
 
 **Rounding.** Every bound is an expression with non-negative terms and the subtractions of the
 reduced values; each box's value is raised by γ_k times the sum of the absolute values of its
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pruneopt.solvers.fast.joint_qp.knapsack_lp import gamma, lp_dual
+from pruneopt.solvers.fast.joint_qp.knapsack_lp import gamma, lp_bracket
 
 MAX_BOXES = 64
 REL_TOL = 1e-3
@@ -58,7 +58,7 @@ class CountKnapsack:
     (bool over the items given) with value ``value`` (computed), ``closed`` when the search
     closed (``upper`` within the tolerance of V*, up to the rounding margins), ``boxes`` the
     LPs solved, and the LP relaxation's own certified bound ``lp_upper`` with its multipliers
-    and LP point."""
+    (the node's LP bracket: the root box is the whole knapsack)."""
 
     upper: float
     select: np.ndarray
@@ -68,7 +68,6 @@ class CountKnapsack:
     lp_upper: float
     mu: float
     nu: float
-    lp_point: np.ndarray
 
 
 def _ranks(starts: np.ndarray) -> np.ndarray:
@@ -77,40 +76,28 @@ def _ranks(starts: np.ndarray) -> np.ndarray:
     return np.arange(m) - np.repeat(starts[:-1], np.diff(starts))
 
 
-def _box_lp(s, c, cls_sorted, starts, class_cost, lo, hi, K, F):
+def _box_lp(s, c, cls_sorted, rank, class_cost, lo, hi, K, F):
     """LP bound of a box (see the module docstring): (upper, margin, counts, items_r, items_l,
     θ, μ, ν) with counts the LP point's class counts (float), ``items_*`` the sorted-order
     indices of the two integral sets whose mix θ·L + (1 − θ)·R is the LP point."""
     D = lo.size
-    forced_k = int(lo.sum())
-    Kb = K - forced_k
+    Kb = K - int(lo.sum())
     # the forced part: the first lo_g of each class (a plain sum: no cancellation)
-    forced_val = float(np.sum(s[_ranks(starts) < lo[cls_sorted]]))
+    forced_val = float(np.sum(s[rank < lo[cls_sorted]]))
     forced_cost = float(np.dot(class_cost, lo))
     Fb = F - forced_cost
     Fb += gamma(D + 2) * (abs(F) + forced_cost)  # rounded up: a larger F only loosens
     if Kb < 0 or Fb < 0:
         return None
     # the box's free items: ranks lo_g .. hi_g − 1 of each class
-    rank = _ranks(starts)
-    inbox = (rank >= lo[cls_sorted]) & (rank < hi[cls_sorted])
-    idx = np.flatnonzero(inbox)
+    idx = np.flatnonzero((rank >= lo[cls_sorted]) & (rank < hi[cls_sorted]))
     counts = lo.astype(np.float64)
     if idx.size == 0 or Kb == 0:
-        upper = forced_val
-        margin = gamma(s.size + 2) * forced_val
         empty = np.zeros(0, dtype=np.int64)
-        return upper, margin, counts, empty, empty, 0.0, 0.0, 0.0
-    vf, cf = s[idx], c[idx]
-    mu, nu, sel_r, sel_l, theta = lp_dual(vf, cf, Kb, Fb)
-    t = mu + nu * cf
-    pos = vf - t
-    near = pos > -1e-12 * (vf + t)
-    S = float(np.sum(np.maximum(pos, 0.0)))
-    const = mu * Kb + nu * Fb
-    upper = forced_val + const + S
-    margin = (gamma(3) * (float(np.sum(vf[near] + t[near])) + const)
-              + gamma(s.size + 4) * (upper + const))
+        return forced_val, gamma(s.size + 2) * forced_val, counts, empty, empty, 0.0, 0.0, 0.0
+    value, margin, mu, nu, sel_r, sel_l, theta = lp_bracket(s[idx], c[idx], Kb, Fb)
+    upper = forced_val + value
+    margin += gamma(s.size + 4) * upper
     cb = cls_sorted[idx]
     counts = counts + theta * np.bincount(cb[sel_l], minlength=D) \
         + (1.0 - theta) * np.bincount(cb[sel_r], minlength=D)
@@ -129,7 +116,7 @@ def integer_max(v: np.ndarray, cls: np.ndarray, class_cost: np.ndarray, K: int, 
     empty_sel = np.zeros(m, dtype=bool)
     if m == 0 or K <= 0 or F < 0:
         return CountKnapsack(upper=0.0, select=empty_sel, value=0.0, closed=True, boxes=0,
-                             lp_upper=0.0, mu=0.0, nu=0.0, lp_point=np.zeros(m))
+                             lp_upper=0.0, mu=0.0, nu=0.0)
     order = np.lexsort((-v, cls))  # by class, largest v first
     s = v[order]
     cls_sorted = cls[order]
@@ -147,6 +134,7 @@ def integer_max(v: np.ndarray, cls: np.ndarray, class_cost: np.ndarray, K: int, 
     lo0 = np.zeros(D, dtype=np.int64)
     hi0 = np.minimum(fit, K).astype(np.int64)
     nxt = np.append(s, 0.0)  # s_g[k] = nxt[starts[g] + k] while k < size_g
+    rank = _ranks(starts)
 
     best_val, best_k = -1.0, None
 
@@ -174,13 +162,10 @@ def integer_max(v: np.ndarray, cls: np.ndarray, class_cost: np.ndarray, K: int, 
         if val > best_val:
             best_val, best_k = val, k.copy()
 
-    root = _box_lp(s, c, cls_sorted, starts, class_cost, lo0, hi0, K, F)
+    root = _box_lp(s, c, cls_sorted, rank, class_cost, lo0, hi0, K, F)
     boxes = 1
-    up0, mg0, cnt0, ir0, il0, th0, mu0, nu0 = root
+    up0, mg0, mu0, nu0 = root[0], root[1], root[6], root[7]
     lp_upper = up0 + mg0
-    lp_point_sorted = np.zeros(m)
-    lp_point_sorted[il0] += th0
-    lp_point_sorted[ir0] += 1.0 - th0
     heap = [(-up0, 0, lo0, hi0, root)]
     counter = 0
     max_margin = mg0
@@ -220,7 +205,7 @@ def integer_max(v: np.ndarray, cls: np.ndarray, class_cost: np.ndarray, K: int, 
                 lo2[g] = fl + 1
             if lo2[g] > hi2[g]:
                 continue
-            child = _box_lp(s, c, cls_sorted, starts, class_cost, lo2, hi2, K, F)
+            child = _box_lp(s, c, cls_sorted, rank, class_cost, lo2, hi2, K, F)
             boxes += 1
             if child is None:
                 continue
@@ -238,9 +223,6 @@ def integer_max(v: np.ndarray, cls: np.ndarray, class_cost: np.ndarray, K: int, 
     upper = min(upper, lp_upper)  # the LP bound is valid too
     select = np.zeros(m, dtype=bool)
     if best_k is not None:
-        select[order[_ranks(starts) < best_k[cls_sorted]]] = True
-    lp_point = np.zeros(m)
-    lp_point[order] = lp_point_sorted
+        select[order[rank < best_k[cls_sorted]]] = True
     return CountKnapsack(upper=upper, select=select, value=max(best_val, 0.0),
-                         closed=not heap, boxes=boxes, lp_upper=lp_upper, mu=mu0, nu=nu0,
-                         lp_point=lp_point)
+                         closed=not heap, boxes=boxes, lp_upper=lp_upper, mu=mu0, nu=nu0)

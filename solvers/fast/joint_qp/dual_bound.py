@@ -43,7 +43,9 @@ fixed, the LP bracket leaves a gap of 1.4e-3, the integer one 2e-5 — the LP's 
 weight traded to fill the FLOP budget exactly was the larger part of the root gap.
 :func:`certify` returns both bounds: ``lb`` (the better) prunes, ``lb_lp`` is the base of the
 reduced-cost gains (those are LP gains: LB_lp + gain ≤ the LP bound of the flipped node ≤ its
-integer bound).
+integer bound). With ``integer`` that LP is the count search's root box, which leaves out the
+weights dearer than the whole budget left — still an LP over the node's supports, so the gains
+hold, and never looser than the plain one.
 
 **Which α.** The best α is the dual of the perspective relaxation min_{z ∈ H} φ(z),
 φ(z) = C + max_α [g(α) − Σ_i z_i v_i(α)], H the convex hull of the node's integral supports
@@ -83,7 +85,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pruneopt.solvers.fast.joint_qp.count_knapsack import integer_max
-from pruneopt.solvers.fast.joint_qp.knapsack_lp import U, gamma, lp_dual
+from pruneopt.solvers.fast.joint_qp.knapsack_lp import U, gamma, lp_bracket
 
 SHIFTS = ("none", "eig", "scaled")
 FEAS_REL = 1e-9  # the FLOP budget's tolerance in problem.fits / finalize
@@ -142,7 +144,6 @@ class Minorant:
                     self.shifted_blocks += 1
             factors.append(R)
         self.lam = lam
-        self.lam_pad = self.to_pad(lam) if False else None  # set once the layout is known
         B = len(spans)
         self.B = B
         r = max([f.shape[0] for f in factors], default=0)
@@ -342,9 +343,8 @@ class Certificate:
     v: np.ndarray  # certified upper bounds of v_i(α)
     select: np.ndarray  # bool[p]: an integral maximiser (approx.) of Σ v over the node
     value: float  # C + g(α) − Σ_I v − bracket, without margins (for the FW gap)
-    lp: np.ndarray  # float64[p]: an LP maximiser of Σ z v over the node
     lb_lp: float  # certified LB_node with the LP bracket (≤ lb; the base of fixing gains)
-    hull: np.ndarray  # float64[p]: an integral maximiser (``integer``) or the LP point
+    hull: np.ndarray  # float64[p]: Frank–Wolfe's vertex: V*'s maximiser (``integer``) or the LP's
 
 
 def _fill(v: np.ndarray, c: np.ndarray, sel: np.ndarray, K: int, F: float) -> np.ndarray:
@@ -388,41 +388,33 @@ def certify(model: Minorant, node: Node, A: np.ndarray, integer: bool = True) ->
     fix = node.fix
     ins = fix == 1
     select = ins.copy()
-    lp = ins.astype(np.float64)
+    hull = ins.astype(np.float64)
     if node.empty:
         return Certificate(lb=math.inf, A=A, mu=0.0, nu=0.0, v=v, select=select,
-                           value=math.inf, lp=lp, lb_lp=math.inf, hull=lp)
+                           value=math.inf, lb_lp=math.inf, hull=hull)
     n_in = int(np.count_nonzero(ins))
     s_in_up = float(np.sum(v[ins])) * (1.0 + gamma(n_in + 1))
     mu = nu = 0.0
     bracket_up = int_up = 0.0
-    hull = lp.copy()
     idx = np.flatnonzero(fix == 0)
     if idx.size and node.K > 0:
         vf, cf = v[idx], model.cost[idx]
-        mu, nu, sel_hi, sel_lo, theta = lp_dual(vf, cf, node.K, node.F)
-        lp[idx] = theta * sel_lo + (1.0 - theta) * sel_hi
-        t = mu + nu * cf
-        pos = vf - t
-        near = pos > -1e-12 * (vf + t)
-        S = float(np.sum(np.maximum(pos, 0.0)))
-        const = mu * node.K + nu * node.F
-        err = (gamma(3) * (float(np.sum(vf[near] + t[near])) + const)
-               + gamma(idx.size + 2) * (S + const))
-        bracket_up = (const + S + err) * (1.0 + 4 * U)
-        int_up = bracket_up
-        if integer:
+        if integer:  # the count search's root box is the node's LP: one LP, not two
             ck = integer_max(vf, model.cls[idx], model.class_cost, node.K, node.F)
+            mu, nu = ck.mu, ck.nu
+            bracket_up = ck.lp_upper * (1.0 + 4 * U)
             int_up = min(bracket_up, ck.upper * (1.0 + 4 * U))
             select[idx[ck.select]] = True
             hull[idx[ck.select]] = 1.0
         else:
+            value, margin, mu, nu, sel_hi, sel_lo, theta = lp_bracket(vf, cf, node.K, node.F)
+            bracket_up = int_up = (value + margin) * (1.0 + 4 * U)
+            hull[idx] = theta * sel_lo + (1.0 - theta) * sel_hi
             select[idx[_fill(vf, cf, sel_hi, node.K, node.F)]] = True
-            hull = lp
     g_lo = model.g_lower(A)
     lb_lp, _ = _bound(model, g_lo, s_in_up, bracket_up)
     lb, value = _bound(model, g_lo, s_in_up, int_up)
-    return Certificate(lb=lb, A=A, mu=mu, nu=nu, v=v, select=select, value=value, lp=lp,
+    return Certificate(lb=lb, A=A, mu=mu, nu=nu, v=v, select=select, value=value,
                        lb_lp=lb_lp, hull=hull)
 
 

@@ -2,7 +2,8 @@
 
     max Σ_i z_i v_i   s.t.  Σ_i z_i ≤ K,  Σ_i c_i z_i ≤ F,  0 ≤ z ≤ 1        (v ≥ 0, c > 0)
 
-has the LP dual min_{μ,ν≥0} μK + νF + Σ_i (v_i − μ − νc_i)_+ (:func:`lp_dual`), and the float64
+has the LP dual min_{μ,ν≥0} μK + νF + Σ_i (v_i − μ − νc_i)_+ (:func:`lp_dual`, and with its
+rounding margin :func:`lp_bracket`), and the float64
 error bounds of :mod:`~pruneopt.solvers.fast.joint_qp.dual_bound` use u = 2⁻⁵³ and
 γ_k = ku/(1 − ku) (:func:`gamma`).
 """
@@ -114,3 +115,19 @@ def lp_dual(v: np.ndarray, c: np.ndarray, K: int, F: float, max_iter: int = 100)
             lo, st_lo = x, st
     st, nu = best
     return finish(nu, st)
+
+
+def lp_bracket(v: np.ndarray, c: np.ndarray, K: int, F: float):
+    """The LP dual value at :func:`lp_dual`'s multipliers with its rounding margin:
+    (value, margin, μ, ν, sel_right, sel_left, θ), value + margin ≥ the exact dual value at
+    (μ, ν) ≥ the LP optimum. A reduced value computed just below zero is at most its own
+    rounding (γ_3 of its terms) above it; every sum is off by γ_k of its absolute terms."""
+    mu, nu, sel_r, sel_l, theta = lp_dual(v, c, K, F)
+    t = mu + nu * c
+    pos = v - t
+    near = pos > -1e-12 * (v + t)
+    S = float(np.sum(np.maximum(pos, 0.0)))
+    const = mu * K + nu * F
+    margin = (gamma(3) * (float(np.sum(v[near] + t[near])) + const)
+              + gamma(v.size + 2) * (S + const))
+    return const + S, margin, mu, nu, sel_r, sel_l, theta
