@@ -20,8 +20,9 @@ UB − tol no better support has i on the other side and i is fixed where the du
 (v_i > t_i: in, else out). An item that no longer fits the node's budgets is fixed out.
 
 **Node bounds** come from Frank–Wolfe on the perspective relaxation over the hull of the
-node's integral supports (the knapsack subtracted exactly, in count space) started at the
-parent's point z (the root starts at the incumbent's support, where α is the backsolve's
+node's integral supports (the knapsack subtracted exactly, in count space; above
+``HULL_MAX_CLASSES`` cost classes over the LP, with the integer knapsack certified once per
+node) started at the parent's point z (the root starts at the incumbent's support, where α is the backsolve's
 residual), with the cut-off UB − tol: a node stops as soon as its bound prunes it.
 
 **Incumbents.** The best of: the backsolve on magnitude pruning (the joint ILP on w̄²),
@@ -31,13 +32,14 @@ knapsack selections met by Frank–Wolfe (root and every node) and an exchange-m
 raises the restricted optimum) and evaluated by the exact backsolve
 (:func:`~pruneopt.solvers.fast.joint_qp.backsolve.restricted_ridge`).
 
-**Branching** on the fractional free item with the largest fractionality × leverage
-min(z_i, 1 − z_i)·‖r_i‖²/λ_i (a half-kept column of high leverage absorbs nearly as much of
-the residual as a kept one: that is where the relaxation is loose — on the digits CNN the
-first-layer weights; measured p = 1,000, n = 16: 13 nodes against 113 for the most fractional
-item), or, when z is integral on the free items, on the item whose v is closest to its
-threshold t; best-first on the parent's bound, deeper nodes first among equal keys. Items are not branched on by class
-counts (the count structure enters through the knapsack dual, which works per cost class).
+**Branching** on the fractional free item with the largest fractionality × leverage min(z_i, 1
+− z_i)·‖r_i‖²/λ_i (a half-kept column of high leverage absorbs nearly as much of the residual
+as a kept one: that is where the relaxation is loose — on the digits CNN the first-layer
+weights; measured p = 1,000, n = 16: 13 nodes against 113 for the most fractional item), or,
+when z is integral on the free items, on the item whose v is closest to its threshold t;
+best-first on the parent's bound, deeper nodes first among equal keys. Items are not branched
+on by class counts (the count structure enters through the knapsack dual, which works per cost
+class).
 
 **Time limit.** The clock is checked between Frank–Wolfe iterations (each a few small solves),
 between nodes and between polish moves; FALCON gets a share of the limit. A time limit returns
