@@ -38,8 +38,8 @@ as a kept one: that is where the relaxation is loose — on the digits CNN the f
 weights; measured p = 1,000, n = 16: 13 nodes against 113 for the most fractional item), or,
 when z is integral on the free items, on the item whose v is closest to its threshold t;
 best-first on the parent's bound, deeper nodes first among equal keys. Items are not branched
-on by class counts (the count structure enters through the knapsack dual, which works per cost
-class).
+on by class counts: the count structure enters through the bound, whose knapsack is solved in
+count space (:mod:`~pruneopt.solvers.fast.joint_qp.count_knapsack`).
 
 **Time limit.** The clock is checked between Frank–Wolfe iterations (each a few small solves),
 between nodes and between polish moves; FALCON gets a share of the limit. A time limit returns
